@@ -1,0 +1,58 @@
+# cftunnel-operator — every routine task has a target here; CI calls the same ones.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Extra pytest arguments, e.g. make test PYTEST_ARGS="-k tunnel -x"
+PYTEST_ARGS ?=
+
+##@ General
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create the virtual environment and install the project with its dev dependencies
+
+.PHONY: lint
+lint: install ## Lint (ruff check, ruff format --check, import-linter layering contracts)
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/lint-imports
+
+.PHONY: format
+format: install ## Format and auto-fix the code
+	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests
+
+.PHONY: typecheck
+typecheck: install ## Type-check with mypy in strict mode
+	$(BIN)/mypy
+
+##@ Testing
+
+.PHONY: controlplane
+controlplane: ## Provide the control-plane binaries (etcd, kube-apiserver, ..., kwok, helm) and print their folder
+	@bash hack/provision-controlplane.sh
+
+.PHONY: test
+test: install controlplane ## Run the whole test suite (unit + integration on a local control plane)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Run only the tests that need no control plane
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,100 @@
+"""Run the operator (and, when asked, the Cloudflare emulator) as real child processes.
+
+Tests, the demo and the benchmark all start the operator the way users do: as
+``python -m cftunnel_operator`` configured from ``CFTUNNEL_*`` environment variables, with its
+logs going to a file that tests can read (for instance to prove no token was logged).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["OperatorProcess"]
+
+
+@dataclass
+class OperatorProcess:
+    """One operator process; ``start``/``stop``/``kill`` can be called repeatedly."""
+
+    env: Mapping[str, str]
+    log_path: Path
+    health_port: int
+    _popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self, *, wait_healthy: float = 60) -> None:
+        """Start the operator and wait until its liveness endpoint answers."""
+        if self.running:
+            return
+        log = self.log_path.open("ab")
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "cftunnel_operator"],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        if wait_healthy:
+            self.wait_healthy(wait_healthy)
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._popen is None else self._popen.pid
+
+    def wait_healthy(self, timeout: float) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"operator exited early; log:\n{self.log_tail()}")
+            try:
+                url = f"http://127.0.0.1:{self.health_port}/healthz"
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not healthy after {timeout}s; log:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
+        if self._popen is None:
+            return
+        if self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait(timeout=10)
+        self._popen = None
+
+    def kill(self) -> None:
+        """SIGKILL: the operator gets no chance to clean up (crash tests)."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait(timeout=10)
+        self._popen = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
