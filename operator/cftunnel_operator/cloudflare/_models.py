@@ -210,7 +210,9 @@ class CreatedTunnel(_Response):
 class IngressRule(_Response):
     """One public-hostname rule of a remotely managed tunnel configuration."""
 
-    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     # The last rule is a catch-all without hostname.
     hostname: str | None = None
@@ -223,7 +225,9 @@ class IngressRule(_Response):
 class TunnelConfig(_Response):
     """The `config` document of a remotely managed tunnel."""
 
-    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     ingress: list[IngressRule] = Field(default_factory=list)
     origin_request: dict[str, Any] | None = Field(default=None, alias="originRequest")

@@ -29,14 +29,16 @@ _system_random = random.SystemRandom()
 class RetryPolicy:
     """How often and how patiently a request is repeated.
 
-    `max_attempts` counts the first try: 5 means one try and up to four repeats. `random`
+    `max_attempts` counts the first try: 5 means one try and up to four repeats. `random_fraction`
     returns a float in [0, 1) and exists so tests can make the jitter predictable.
     """
 
     max_attempts: int = 5
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
-    random: Callable[[], float] = field(default=_system_random.random, repr=False, compare=False)
+    random_fraction: Callable[[], float] = field(
+        default=_system_random.random, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -47,7 +49,7 @@ class RetryPolicy:
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed attempt (1 for the first)."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** max(0, failures - 1))
-        return ceiling * self.random()
+        return ceiling * self.random_fraction()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -148,7 +148,9 @@ class ApiSession:
                     if not idempotent and recover is not None:
                         found = await recover()
                         if found is not None:
-                            logger.info("%s: found the object after an ambiguous failure", operation)
+                            logger.info(
+                                "%s: found the object after an ambiguous failure", operation
+                            )
                             return found
                 continue
             return self._parse(operation, envelope, parse)
@@ -180,7 +182,11 @@ class ApiSession:
                 elapsed = self.clock.monotonic() - started
                 self._observe(self.observer.on_request, operation, None, elapsed)
                 logger.debug(
-                    "%s: %s %s failed after %.3fs: %s", operation, method, path, elapsed,
+                    "%s: %s %s failed after %.3fs: %s",
+                    operation,
+                    method,
+                    path,
+                    elapsed,
                     type(error).__name__,
                 )
                 # `from None`: the httpx exception holds the request and so its headers.
@@ -258,7 +264,12 @@ class ApiSession:
         self._observe(self.observer.on_retry, operation, reason)
         logger.info(
             "%s: attempt %d/%d failed (%s); retrying in %.2fs: %s",
-            operation, attempt, self.retry.max_attempts, reason, delay, error,
+            operation,
+            attempt,
+            self.retry.max_attempts,
+            reason,
+            delay,
+            error,
         )
 
     def _observe(self, hook: Callable[..., None], *args: Any) -> None:
