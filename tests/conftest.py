@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cftunnel_devtools.controlplane import ControlPlane, free_port, repo_root, wait_until
+from cftunnel_devtools.controlplane import ControlPlane, free_port, repo_root
 from cftunnel_devtools.processes import OperatorProcess
 
 REPO = repo_root()
@@ -97,6 +97,32 @@ def cf_account(emulator: Any) -> CloudflareAccount:
     return CloudflareAccount(account_id, token, admin, emulator.url)
 
 
+@pytest.fixture
+def start_operator(
+    controlplane: ControlPlane,
+    crds: list[str],
+    emulator: Any,
+    tmp_path: Path,
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start an extra operator process (own settings, own namespaces); stopped after the test."""
+    started: list[OperatorProcess] = []
+
+    def start(watch: str, **settings: str) -> OperatorProcess:
+        port = free_port()
+        process = OperatorProcess(
+            env=operator_env(controlplane, emulator, watch=watch, health_port=port, **settings),
+            log_path=tmp_path / f"operator-{len(started)}.log",
+            health_port=port,
+        )
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
 def operator_env(
     controlplane: ControlPlane, emulator: Any, *, watch: str, health_port: int, **extra: str
 ) -> dict[str, str]:
@@ -138,59 +164,4 @@ def operator(
             print(process.log_text())
 
 
-def custom_object(
-    controlplane: ControlPlane, kind_plural: str, namespace: str, name: str
-) -> dict[str, Any]:
-    """Read a cftunnel.dev object as a dict (empty dict when it does not exist)."""
-    import json
-
-    result = controlplane.kubectl(
-        "get", f"{kind_plural}.cftunnel.dev", name, "-n", namespace, "-o", "json", check=False
-    )
-    return json.loads(result.stdout) if result.returncode == 0 else {}
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for item in obj.get("status", {}).get("conditions", []):
-        if item.get("type") == type_:
-            return dict(item)
-    return {}
-
-
-def wait_for_condition(
-    controlplane: ControlPlane,
-    kind_plural: str,
-    namespace: str,
-    name: str,
-    type_: str,
-    status: str,
-    *,
-    reason: str | None = None,
-    timeout: float = 60,
-) -> dict[str, Any]:
-    """Wait until the object's condition has the status (and reason); return the object."""
-    seen: dict[str, Any] = {}
-
-    def check() -> bool:
-        nonlocal seen
-        seen = custom_object(controlplane, kind_plural, namespace, name)
-        found = condition(seen, type_)
-        return found.get("status") == status and (reason is None or found.get("reason") == reason)
-
-    try:
-        wait_until(check, timeout=timeout, what=f"{kind_plural}/{name} {type_}={status}", interval=0.3)
-    except Exception as error:
-        raise AssertionError(f"{error}; last seen status: {seen.get('status')}") from None
-    return seen
-
-
-__all__ = [
-    "CRD_DIR",
-    "REPO",
-    "CloudflareAccount",
-    "Path",
-    "condition",
-    "custom_object",
-    "operator_env",
-    "wait_for_condition",
-]
+__all__ = ["CRD_DIR", "REPO", "CloudflareAccount", "Path", "operator_env"]

@@ -46,7 +46,10 @@ def parse_authorization(header: str | None) -> BearerToken | None:
             CODE_INVALID_HEADERS,
             "Invalid request headers",
             chain=[
-                {"code": CODE_MALFORMED_AUTHORIZATION, "message": "Invalid format for Authorization header"}
+                {
+                    "code": CODE_MALFORMED_AUTHORIZATION,
+                    "message": "Invalid format for Authorization header",
+                }
             ],
         )
     return BearerToken(value.strip())

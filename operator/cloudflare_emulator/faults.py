@@ -73,7 +73,9 @@ class FaultConfig:
             or not all(isinstance(op, str) for op in self.operations)
         ):
             raise ValueError("operations must be a list of operation names")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise ValueError("seed must be an integer")
 
     def to_json(self) -> dict[str, Any]:

@@ -38,3 +38,118 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ include "cftunnel-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/* The operator image: repository:tag, or repository:tag@digest when a digest is pinned. */}}
+{{- define "cftunnel-operator.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a default Cloudflare API token is configured (created by the chart or existing). */}}
+{{- define "cftunnel-operator.hasCredentials" -}}
+{{- if or .Values.cloudflare.apiToken .Values.cloudflare.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret that holds the default Cloudflare API token, and its key. */}}
+{{- define "cftunnel-operator.credentialsSecretName" -}}
+{{- default (printf "%s-cloudflare" (include "cftunnel-operator.fullname" .)) .Values.cloudflare.existingSecret -}}
+{{- end -}}
+
+{{- define "cftunnel-operator.credentialsSecretKey" -}}
+{{- if .Values.cloudflare.existingSecret -}}{{ .Values.cloudflare.existingSecretKey }}{{- else -}}token{{- end -}}
+{{- end -}}
+
+{{/* Where the token file is mounted in the operator container. */}}
+{{- define "cftunnel-operator.credentialsDir" -}}
+/var/run/secrets/cftunnel.dev/cloudflare
+{{- end -}}
+
+{{/*
+Combinations of values the schema cannot refuse on its own; rendered (to nothing) by every
+template of the operator so that a bad combination stops `helm install` with a clear message.
+*/}}
+{{- define "cftunnel-operator.validate" -}}
+{{- if and .Values.cloudflare.apiToken .Values.cloudflare.existingSecret -}}
+{{- fail "set only one of cloudflare.apiToken and cloudflare.existingSecret" -}}
+{{- end -}}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes that Service" -}}
+{{- end -}}
+{{- if eq (int .Values.metrics.port) (int .Values.health.port) -}}
+{{- fail "metrics.port and health.port must differ" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+RBAC rules for the namespaced resources the operator reads and writes: a ClusterRole holds them
+when every namespace is watched, a Role in each watched namespace otherwise.
+*/}}
+{{- define "cftunnel-operator.namespacedRules" -}}
+# The operator's own kinds; Kopf patches metadata (finalizers, progress annotations) and status.
+- apiGroups: [cftunnel.dev]
+  resources: [tunnels, vpcservices]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [cftunnel.dev]
+  resources: [tunnels/status, vpcservices/status]
+  verbs: [get, patch, update]
+# Owner references with blockOwnerDeletion need update on the owner's finalizers.
+- apiGroups: [cftunnel.dev]
+  resources: [tunnels/finalizers, vpcservices/finalizers]
+  verbs: [update]
+# Tunnel run-token Secrets the operator owns, and credentials Secrets that objects reference.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Parameters of the autoscaler guard.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Kubernetes Services that VPCServices target.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch]
+# The cloudflared connectors, their scale (the replica guard) and disruption budgets.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Autoscalers are only watched, to report AutoscalerConflict.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch]
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch]
+- apiGroups: [autoscaling.k8s.io]
+  resources: [verticalpodautoscalers]
+  verbs: [get, list, watch]
+# Events for what users must act on (Kopf writes core/v1 Events).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
+
+{{/* Cluster-scoped reads Kopf needs in every mode: resource discovery and namespace watching. */}}
+{{- define "cftunnel-operator.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+{{- end -}}

@@ -1,7 +1,7 @@
-"""Names shared by every layer: API group and kinds, finalizer, field manager, and the label and
-annotation keys the operator puts on its children.
+"""Names shared by every layer: API group and kinds, finalizer, field manager, the label and
+annotation keys the operator puts on its children, and the default Cloudflare-side name.
 
-Only constants and the two label-set builders live here; what the children look like is decided
+Only constants and small name builders live here; what the children look like is decided
 in ``cftunnel_operator.kube``.
 """
 
@@ -35,6 +35,7 @@ __all__ = [
     "VPCSERVICE_PLURAL",
     "VPCSERVICE_SHORT_NAME",
     "child_labels",
+    "default_object_name",
     "selector_labels",
 ]
 
@@ -72,7 +73,7 @@ MANAGED_BY: Final = OPERATOR_NAME
 
 # Hash of the tunnel run token on the pod template: a token change changes the template and so
 # rolls the pods, without the token itself ever appearing in the object.
-ANNOTATION_TOKEN_HASH: Final = "cftunnel.dev/token-hash"
+ANNOTATION_TOKEN_HASH: Final = "cftunnel.dev/token-hash"  # noqa: S105 - a key name
 
 # Users may not set these on the connector pods (the Tunnel CRD refuses them in podLabels and
 # podAnnotations): the operator sets them and selects its pods by them.
@@ -89,3 +90,11 @@ def selector_labels(tunnel: str) -> dict[str, str]:
 def child_labels(tunnel: str) -> dict[str, str]:
     """Every label the operator puts on a Tunnel's children: the selector labels and more."""
     return {**selector_labels(tunnel), LABEL_MANAGED_BY: MANAGED_BY, LABEL_TUNNEL: tunnel}
+
+
+def default_object_name(namespace: str, name: str, prefix: str = "") -> str:
+    """The default Cloudflare-side name of a Tunnel or VPCService: ``<prefix><namespace>-<name>``.
+
+    The prefix (an operator setting) tells apart clusters that share one Cloudflare account.
+    """
+    return f"{prefix}{namespace}-{name}"

@@ -48,7 +48,7 @@ class RetryPolicy:
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed attempt (1 for the first)."""
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** max(0, failures - 1))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** max(0, failures - 1))
         return ceiling * self.random_fraction()
 
 

@@ -115,11 +115,10 @@ class KubeApi:
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 auth_settings=["BearerToken"],
             )
-            # The body goes pre-serialized so that every content type (apply, merge) is sent
-            # byte for byte as JSON.
-            payload = None if body is None else json.dumps(body)
+            # The REST layer serialises dict bodies as JSON for every JSON or YAML content
+            # type, apply patches included (JSON is YAML).
             try:
-                response = self._api.call_api(method_, url, header_params=headers, body=payload)
+                response = self._api.call_api(method_, url, header_params=headers, body=body)
                 data = response.read()  # type: ignore[no-untyped-call]
             except ApiException as error:
                 raise _translate(int(error.status or 0), str(error.reason), error.body) from None
@@ -164,7 +163,7 @@ class KubeApi:
         return await self._call(
             "PATCH",
             path,
-            body=json.loads(json.dumps(obj)),
+            body=json.loads(json.dumps(obj)),  # plain dicts and lists only
             query={"fieldManager": self.field_manager, "force": "true"},
             content_type="application/apply-patch+yaml",
         )
