@@ -3,9 +3,11 @@
 #
 # The chart ships the CRDs as templates (charts/cftunnel-operator/templates/crds/) rather than in
 # the chart's crds/ folder, because Helm never upgrades what it installed from crds/. Each copy is
-# the source file, unchanged, wrapped in `{{- if .Values.crds.enabled }}` and annotated
-# `helm.sh/resource-policy: keep` when .Values.crds.keep is true (so `helm uninstall` does not
-# delete every Tunnel and VPCService in the cluster along with the CRD).
+# the source file, unchanged, wrapped in `{{- if .Values.crds.enabled }}` and, when
+# .Values.crds.keep is true, annotated so that neither `helm uninstall` nor Argo CD deletes them
+# (deleting a CRD deletes every Tunnel and VPCService in the cluster): `helm.sh/resource-policy:
+# keep`, and `argocd.argoproj.io/sync-options: Delete=false,Prune=false` because Argo CD renders
+# charts with `helm template` and does not honour Helm's resource policy.
 #
 #   hack/sync-chart-crds.sh          rewrite the chart's copies (and remove copies of deleted CRDs)
 #   hack/sync-chart-crds.sh --check  change nothing; exit 1 and show the difference when they are stale
@@ -59,11 +61,13 @@ wrap() {
         if (annotations && i == annotations) {
           print "    {{- if .Values.crds.keep }}"
           print "    helm.sh/resource-policy: keep"
+          print "    argocd.argoproj.io/sync-options: Delete=false,Prune=false"
           print "    {{- end }}"
         } else if (!annotations && i == meta) {
           print "  {{- if .Values.crds.keep }}"
           print "  annotations:"
           print "    helm.sh/resource-policy: keep"
+          print "    argocd.argoproj.io/sync-options: Delete=false,Prune=false"
           print "  {{- end }}"
         }
       }

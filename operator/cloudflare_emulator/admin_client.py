@@ -138,7 +138,7 @@ class AdminClient:
         permissions: list[str] | None = None,
     ) -> TokenView:
         """Create an account and a token for it (all permissions unless given)."""
-        self.create_account(account_id)
+        # One call: creating a token creates the accounts it names.
         return self.create_token(
             token, [account_id], kind=kind, status=status, permissions=permissions
         )

@@ -148,6 +148,10 @@ async def _answer(
     operation = route.operation if route is not None else UNKNOWN_OPERATION
     fault = emulator.faults.decide(operation, scope)
     if fault.latency_seconds:
+        # The request has fully arrived before the delay (aiohttp keeps the body for the
+        # handler): a client that gives up or dies meanwhile leaves a request that Cloudflare
+        # still carries out, which is the case crash tests need to reproduce.
+        await request.read()
         await asyncio.sleep(fault.latency_seconds)
     if fault.action == "drop":
         raise _ConnectionDroppedError

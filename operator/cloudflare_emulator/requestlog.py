@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 
 __all__ = ["RequestLog", "RequestRecord"]
 
-MAX_RECORDS = 200_000
+MAX_RECORDS = 100_000  # about 60 MB at most; counters stay exact beyond it
 
 
 class RequestRecord(TypedDict):

@@ -6,6 +6,7 @@ block it shares with the command line (``__main__.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from cloudflare_emulator.routes import API_PREFIX
 __all__ = ["EmulatorServer", "serve"]
 
 STOP_TIMEOUT_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -67,7 +70,8 @@ class EmulatorServer:
         self.host = host
         self._requested_port = port
         self._state_file = state_file
-        self._options = {"rate_limit": rate_limit, "rate_window": rate_window}
+        self._rate_limit = rate_limit
+        self._rate_window = rate_window
         self._auto_connect = auto_connect
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -132,8 +136,11 @@ class EmulatorServer:
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
-        except BaseException as error:  # reported to start(), or lost after a clean start
+        except BaseException as error:
+            # Before listening, start() re-raises it; afterwards nobody waits for it.
             self._error = error
+            if self._port is not None:
+                logger.exception("the Cloudflare API emulator stopped with an error")
         finally:
             self._ready.set()
             loop.close()
@@ -143,8 +150,8 @@ class EmulatorServer:
         self._stop = asyncio.Event()
         emulator = Emulator(
             state_file=self._state_file,
-            rate_limit=int(self._options["rate_limit"]),
-            rate_window=float(self._options["rate_window"]),
+            rate_limit=self._rate_limit,
+            rate_window=self._rate_window,
             auto_connect=self._auto_connect,
         )
         async with serve(emulator, self.host, self._requested_port) as port:

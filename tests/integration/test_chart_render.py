@@ -175,7 +175,10 @@ def test_rendered_crds_equal_the_source_crds(default_objects: list[dict[str, Any
         source = yaml.safe_load(path.read_text())
         rendered = _one(default_objects, "CustomResourceDefinition", source["metadata"]["name"])
         annotations = rendered["metadata"].pop("annotations")
-        assert annotations == {"helm.sh/resource-policy": "keep"}
+        assert annotations == {
+            "helm.sh/resource-policy": "keep",
+            "argocd.argoproj.io/sync-options": "Delete=false,Prune=false",
+        }
         assert rendered == source
 
 
@@ -439,7 +442,7 @@ def second_namespace(controlplane: ControlPlane, namespace: str) -> Iterator[str
 
 
 @pytest.mark.controlplane
-def test_rendered_manifests_are_valid_objects_for_the_apiserver(
+def test_rendered_manifests_are_valid_objects_for_the_apiserver_and_restricted_pods(
     controlplane: ControlPlane,
     helm_template: Callable[..., subprocess.CompletedProcess[str]],
     namespace: str,
@@ -460,6 +463,10 @@ def test_rendered_manifests_are_valid_objects_for_the_apiserver(
             "guard.mode=Warn",
         ],
     ]
+    # Pod Security admission warns about workloads whose pods would break the restricted level.
+    controlplane.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted"
+    )
     for args in variants:
         rendered = helm_template(*args, namespace=namespace)
         assert rendered.returncode == 0, rendered.stderr
@@ -468,3 +475,4 @@ def test_rendered_manifests_are_valid_objects_for_the_apiserver(
         )
         assert applied.returncode == 0, applied.stderr
         assert "deployment.apps/" in applied.stdout
+        assert "PodSecurity" not in applied.stderr, applied.stderr

@@ -41,9 +41,9 @@ class RateBudget:
 
     ```
     budget = RateBudget(limit=1000, window_seconds=300)
-    async with budget.slot():      # waits for budget; counts the request until a window
-        response = await send()    # after the response arrived
-    await budget.acquire()         # or: take a slot counted from now
+    async with budget.slot() as waited:  # waits for budget; counts the request until
+        response = await send()          # a window after the response arrived
+    await budget.acquire()               # or: take a slot counted from now
     ```
 
     `safety_margin` seconds are added to the window when a slot is reused, so that two clocks
@@ -68,9 +68,10 @@ class RateBudget:
         self.window_seconds = float(window_seconds)
         self.safety_margin = float(safety_margin)
         self._clock: Clock = clock or SystemClock()
-        # When each finished request stopped counting towards our side; appended in clock
-        # order, so the oldest is always on the left.
-        self._finished: deque[float] = deque()
+        # When each finished request's slot may be reused (its end + window + margin).
+        # Appended in clock order, so the earliest is always on the left; stored as the
+        # deadline itself so that a sleep until it lands exactly on it.
+        self._reusable_at: deque[float] = deque()
         self._in_flight = 0
         self._paused_until = float("-inf")
         # Waiters queue on the lock (asyncio.Lock wakes them first come, first served);
@@ -89,7 +90,7 @@ class RateBudget:
     def remaining(self) -> int:
         """Slots that could be granted right now if no pause were in force."""
         self._expire(self._clock.monotonic())
-        return max(0, self.limit - self._in_flight - len(self._finished))
+        return max(0, self.limit - self._in_flight - len(self._reusable_at))
 
     def in_flight(self) -> int:
         """Requests holding a slot whose response has not arrived yet."""
@@ -113,44 +114,53 @@ class RateBudget:
 
     # --- granting -------------------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        """Wait for a slot and count it from now."""
-        await self._admit()
-        self._finished.append(self._clock.monotonic())
+    async def acquire(self) -> float:
+        """Wait for a slot and count it from now; return the seconds spent waiting."""
+        waited = await self._admit()
+        self._count_from(self._clock.monotonic())
+        return waited
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a slot, hold it while the body runs, count it from when the body ends."""
-        await self._admit()
+    async def slot(self) -> AsyncIterator[float]:
+        """Wait for a slot, hold it while the body runs, count it from when the body ends.
+
+        The context value is the seconds spent waiting (0.0 when the slot was free at once).
+        """
+        waited = await self._admit()
         self._in_flight += 1
         try:
-            yield
+            yield waited
         finally:
             self._in_flight -= 1
-            self._finished.append(self._clock.monotonic())
+            self._count_from(self._clock.monotonic())
             self._changed.set()
 
-    async def _admit(self) -> None:
+    async def _admit(self) -> float:
         # The caller registers its slot right after this returns, without awaiting, so no
         # other task can take the slot in between.
+        asked = self._clock.monotonic()
+        waited = self._lock.locked()
         async with self._lock:
             while True:
                 now = self._clock.monotonic()
                 if now < self._paused_until:
+                    waited = True
                     await self._clock.sleep(self._paused_until - now)
                     continue
                 self._expire(now)
-                if self._in_flight + len(self._finished) < self.limit:
-                    return
-                if self._finished:
-                    reuse_at = self._finished[0] + self.window_seconds + self.safety_margin
-                    await self._clock.sleep(reuse_at - now)
+                if self._in_flight + len(self._reusable_at) < self.limit:
+                    return now - asked if waited else 0.0
+                waited = True
+                if self._reusable_at:
+                    await self._clock.sleep(self._reusable_at[0] - now)
                 else:
                     # Every slot is held by a request in flight: only a response can free one.
                     self._changed.clear()
                     await self._changed.wait()
 
+    def _count_from(self, moment: float) -> None:
+        self._reusable_at.append(moment + self.window_seconds + self.safety_margin)
+
     def _expire(self, now: float) -> None:
-        horizon = now - self.window_seconds - self.safety_margin
-        while self._finished and self._finished[0] <= horizon:
-            self._finished.popleft()
+        while self._reusable_at and self._reusable_at[0] <= now:
+            self._reusable_at.popleft()

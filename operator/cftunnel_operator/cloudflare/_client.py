@@ -328,7 +328,7 @@ class CloudflareClient:
     ) -> TunnelConfiguration:
         """Replace the remotely managed configuration (PUT)."""
         return await self._session.call(
-            "tunnels.configurations.update",
+            "tunnels.configurations.put",
             "PUT",
             f"{_tunnel(account_id, tunnel_id)}/configurations",
             json=config.to_request_body(),

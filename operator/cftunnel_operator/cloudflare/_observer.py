@@ -29,7 +29,7 @@ OPERATIONS: Final[tuple[str, ...]] = (
     "tunnels.connections.list",
     "tunnels.connections.delete",
     "tunnels.configurations.get",
-    "tunnels.configurations.update",
+    "tunnels.configurations.put",
     "vpc_services.create",
     "vpc_services.list",
     "vpc_services.get",
@@ -49,7 +49,10 @@ class RequestObserver(Protocol):
         ...
 
     def on_budget_wait(self, seconds: float) -> None:
-        """A caller waited `seconds` for the rate budget (or a 429 pause) before sending."""
+        """A caller had to wait `seconds` for the rate budget (or a 429 pause) before sending.
+
+        Not called when a slot was free at once.
+        """
         ...
 
     def on_retry(self, operation: str, reason: str) -> None:

@@ -29,13 +29,16 @@ _system_random = random.SystemRandom()
 class RetryPolicy:
     """How often and how patiently a request is repeated.
 
-    `max_attempts` counts the first try: 5 means one try and up to four repeats. `random_fraction`
-    returns a float in [0, 1) and exists so tests can make the jitter predictable.
+    `max_attempts` counts the first try: 5 means one try and up to four repeats. A 429 whose
+    `retry-after` exceeds `max_rate_limit_wait` seconds is raised at once (the token stays
+    paused) instead of being waited out. `random_fraction` returns a float in [0, 1) and exists
+    so tests can make the jitter predictable.
     """
 
     max_attempts: int = 5
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
+    max_rate_limit_wait: float = 60.0
     random_fraction: Callable[[], float] = field(
         default=_system_random.random, repr=False, compare=False
     )
@@ -45,6 +48,8 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
             raise ValueError("backoffs must satisfy 0 <= initial_backoff <= max_backoff")
+        if self.max_rate_limit_wait < 0:
+            raise ValueError("max_rate_limit_wait must not be negative")
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failed attempt (1 for the first)."""

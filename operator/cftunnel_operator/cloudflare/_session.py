@@ -12,7 +12,8 @@ attempts it applies the retry rules:
   never repeats blindly: the caller's `recover` looks the object up first, and the create is
   repeated only when the lookup finds nothing;
 * a 429 pauses the whole token's budget for `retry-after`, so every caller waits, not just
-  the one that was refused.
+  the one that was refused; a pause longer than `RetryPolicy.max_rate_limit_wait` is not
+  waited out but raised, for the caller to reschedule.
 
 The API token goes into the `Authorization` header of each request and nowhere else: it is
 never logged, never put into an exception, and it is cut out of any text the server sends
@@ -120,7 +121,9 @@ class ApiSession:
                     delay = self.retry.backoff(attempt)
                 # Pause the token, not just this caller: Cloudflare blocks the whole user.
                 self.budget.pause_for(delay)
-                if last:
+                if last or delay > self.retry.max_rate_limit_wait:
+                    # A long block is the caller's to reschedule (error.retry_after says
+                    # when); holding its task for minutes would help no one.
                     raise
                 self._retrying(operation, "rate_limited", attempt, delay, error)
                 continue
@@ -169,11 +172,10 @@ class ApiSession:
             "Authorization": f"Bearer {self._token.get_secret_value()}",
             "Accept": "application/json",
         }
-        asked = self.clock.monotonic()
-        async with self.budget.slot():
+        async with self.budget.slot() as waited:
+            if waited > 0:
+                self._observe(self.observer.on_budget_wait, waited)
             started = self.clock.monotonic()
-            if started > asked:
-                self._observe(self.observer.on_budget_wait, started - asked)
             try:
                 response = await self._http.request(
                     method, self.base_url + path, params=params, json=json, headers=headers

@@ -20,6 +20,7 @@ from cftunnel_operator.api import names
 from cftunnel_operator.cloudflare import CloudflareClients
 from cftunnel_operator.config import ConfigError, OperatorConfig
 from cftunnel_operator.handlers import tunnel as tunnel_handlers
+from cftunnel_operator.handlers import vpcservice as vpcservice_handlers
 from cftunnel_operator.handlers.logging import configure_logging
 from cftunnel_operator.handlers.memo import OperatorMemo
 from cftunnel_operator.kube.client import KubeApi
@@ -98,6 +99,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             await http.aclose()
 
     tunnel_handlers.register(registry, config)
+    vpcservice_handlers.register(registry, config)
     return registry
 
 

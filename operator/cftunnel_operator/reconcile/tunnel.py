@@ -33,6 +33,7 @@ from cftunnel_operator.reconcile.problems import (
     Problem,
     problem_from_cloudflare,
 )
+from cftunnel_operator.reconcile.references import services_using_tunnel
 from cftunnel_operator.redaction import register_secret
 
 __all__ = [
@@ -186,6 +187,7 @@ async def reconcile_tunnel(
             token = await _ensure_cloudflare_tunnel(ctx, tunnel, credentials, state)
         else:
             token = None
+            _carry_cloudflare_condition(state)
         tunnel_id = state.status.tunnel_id
         assert tunnel_id is not None  # set by _ensure_cloudflare_tunnel or earlier runs
         token_hash = await _ensure_token_secret(ctx, tunnel, credentials, tunnel_id, token)
@@ -198,7 +200,21 @@ async def reconcile_tunnel(
     replicas = tunnel.spec.connector.replicas
     deployment = await _ensure_children(ctx, tunnel, token_hash, replicas, state)
     await _check_autoscalers(ctx, tunnel, state)
-    return _summarize(tunnel, state, deployment, replicas)
+    outcome = _summarize(tunnel, state, deployment, replicas)
+    return await _refuse_http2_for_vpc_services(ctx, tunnel, state, outcome)
+
+
+def _carry_cloudflare_condition(state: _Status) -> None:
+    """A Kubernetes-only run leaves the Cloudflare side as it was: the last CloudflareSynced
+    verdict holds for this generation too (the change did not concern Cloudflare)."""
+    for condition in state.status.conditions:
+        if condition.type == ConditionType.CLOUDFLARE_SYNCED:
+            state.set(
+                ConditionType.CLOUDFLARE_SYNCED,
+                condition.is_true,
+                Reason(condition.reason),
+                condition.message,
+            )
 
 
 def _cloudflare_inputs_changed(ctx: ReconcileContext, tunnel: TunnelObject) -> bool:
@@ -541,6 +557,38 @@ def _summarize(
     state.set(ConditionType.READY, False, Reason.PROGRESSING, message)
     # Deployment changes wake the Tunnel up through the child watch; the retry is a backstop.
     return TunnelOutcome(state.status, state.events, None, message)
+
+
+async def _refuse_http2_for_vpc_services(
+    ctx: ReconcileContext, tunnel: TunnelObject, state: _Status, outcome: TunnelOutcome
+) -> TunnelOutcome:
+    """Workers VPC needs QUIC: a tunnel on http2 that VPCServices use is not Ready for them.
+
+    The VPCServices refuse such a tunnel themselves (TunnelResolved); this says so on the Tunnel
+    too, naming them, since it is the Tunnel's spec that must change.
+    """
+    if tunnel.spec.connector.protocol != "http2":
+        return outcome
+    try:
+        users = await services_using_tunnel(
+            ctx, tunnel.namespace, tunnel.name, state.status.tunnel_id
+        )
+    except KubeError:
+        return outcome  # Keep the last known state; the next run looks again.
+    if not users:
+        return outcome
+    message = (
+        f"VPCServices use this tunnel ({', '.join(users)}) but spec.connector.protocol is http2; "
+        "Workers VPC needs QUIC: set spec.connector.protocol to quic (or auto)"
+    )
+    # Compare with the Ready condition as stored, not the one _summarize just set: the
+    # transition time and the Warning event must only change when the refusal starts.
+    stored = next((c for c in tunnel.status.conditions if c.type == ConditionType.READY), None)
+    if stored is not None:
+        kept = [stored if c.type == ConditionType.READY else c for c in state.status.conditions]
+        state.update(conditions=kept)
+    state.set(ConditionType.READY, False, Reason.TUNNEL_PROTOCOL_UNSUPPORTED, message, warn=True)
+    return TunnelOutcome(state.status, state.events, outcome.retry_after, message)
 
 
 async def finalize_tunnel(

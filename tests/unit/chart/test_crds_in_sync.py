@@ -1,6 +1,6 @@
 """The chart's CRD templates are the files of ``crds/`` (the single source of truth), unchanged
 except for the wrapper ``hack/sync-chart-crds.sh`` adds: the ``crds.enabled`` condition and the
-``helm.sh/resource-policy: keep`` annotation under ``crds.keep``."""
+keep annotations (Helm's resource policy and Argo CD's sync options) under ``crds.keep``."""
 
 from __future__ import annotations
 
@@ -17,18 +17,22 @@ from .conftest import CHART_DIR, REPO
 SOURCE_DIR = REPO / "crds"
 CHART_CRD_DIR = CHART_DIR / "templates" / "crds"
 SOURCES = sorted(SOURCE_DIR.glob("*.yaml"))
-KEEP_ANNOTATION = "helm.sh/resource-policy"
+KEEP_ANNOTATIONS = {
+    "helm.sh/resource-policy": "keep",
+    "argocd.argoproj.io/sync-options": "Delete=false,Prune=false",
+}
+KEEP_LINES = {f"{key}: {value}" for key, value in KEEP_ANNOTATIONS.items()}
 TEMPLATE_LINE = re.compile(r"^\s*\{\{.*\}\}\s*$")
 
 
 def _strip_wrapper(template: str) -> tuple[list[str], dict[str, Any]]:
     """The template actions of a chart copy, and the document left once they and the keep
-    annotation are removed."""
+    annotations are removed."""
     actions = [line.strip() for line in template.splitlines() if TEMPLATE_LINE.match(line)]
     body = "\n".join(
         line
         for line in template.splitlines()
-        if not TEMPLATE_LINE.match(line) and line.strip() != f"{KEEP_ANNOTATION}: keep"
+        if not TEMPLATE_LINE.match(line) and line.strip() not in KEEP_LINES
     )
     document = yaml.safe_load(body)
     metadata = document["metadata"]
@@ -47,12 +51,13 @@ def test_chart_copy_equals_the_source_crd(source: Path) -> None:
     template = (CHART_CRD_DIR / source.name).read_text()
     actions, document = _strip_wrapper(template)
     assert document == yaml.safe_load(source.read_text())
-    # The whole document is conditional, and only the keep annotation is.
+    # The whole document is conditional, and so are the keep annotations, and nothing else.
     assert actions[1] == "{{- if .Values.crds.enabled }}"
     assert actions[-1] == "{{- end }}"
     assert actions[2:-1] == ["{{- if .Values.crds.keep }}", "{{- end }}"]
     kept = template.split("{{- if .Values.crds.keep }}", 1)[1].split("{{- end }}", 1)[0]
-    assert f"{KEEP_ANNOTATION}: keep" in kept
+    # A new annotations map, or lines added to the one the source CRD already has.
+    assert yaml.safe_load(kept) in ({"annotations": KEEP_ANNOTATIONS}, KEEP_ANNOTATIONS)
 
 
 def test_sync_script_finds_nothing_to_change() -> None:

@@ -5,6 +5,7 @@ and helpers that script Cloudflare's answers behind `httpx.MockTransport`.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,30 +24,41 @@ BASE_URL = "https://cf.test/client/v4"
 
 
 class FakeClock:
-    """Virtual time: `sleep` returns once the clock reaches its deadline, and the clock jumps
-    to the earliest deadline whenever every runnable task has had its turn.
+    """Virtual time. `sleep` parks the caller on a timer; a ticker task lets every runnable
+    task run, then jumps the clock to the earliest timer and wakes its sleeper.
     """
 
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
-        self._deadlines: list[float] = []
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sequence = 0
+        self._ticker: asyncio.Task[None] | None = None
 
     def monotonic(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        deadline = self.now + max(0.0, seconds)
-        self._deadlines.append(deadline)
-        try:
-            while self.now < deadline:
-                for _ in range(10):
-                    await asyncio.sleep(0)
-                if self.now < deadline and deadline <= min(self._deadlines):
-                    self.now = deadline
-        finally:
-            self._deadlines.remove(deadline)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sequence += 1
+        heapq.heappush(self._timers, (self.now + seconds, self._sequence, wake))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick())
+        await wake
+
+    async def _tick(self) -> None:
+        while self._timers:
+            for _ in range(25):
+                await asyncio.sleep(0)
+            deadline, _, wake = heapq.heappop(self._timers)
+            if wake.done():  # the sleeper was cancelled
+                continue
+            self.now = max(self.now, deadline)
+            wake.set_result(None)
 
 
 @dataclass

@@ -227,7 +227,7 @@ async def test_list_tunnels_passes_filters(make_harness: MakeHarness) -> None:
 @pytest.mark.parametrize(("cascade", "query"), [(False, ""), (True, "cascade=true")])
 async def test_delete_tunnel(make_harness: MakeHarness, cascade: bool, query: str) -> None:
     harness = make_harness(lambda request: ok(tunnel_json(deleted_at="2025-01-01T00:00:00Z")))
-    assert await harness.client().delete_tunnel(ACCOUNT, TUNNEL_ID, cascade=cascade) is None
+    await harness.client().delete_tunnel(ACCOUNT, TUNNEL_ID, cascade=cascade)
     (request,) = harness.seen
     assert (request.method, request.url.path) == ("DELETE", f"{TUNNELS}/{TUNNEL_ID}")
     assert request.url.query.decode() == query
@@ -300,7 +300,7 @@ async def test_tunnel_configuration_get_and_put(make_harness: MakeHarness) -> No
     read = await harness.client().get_tunnel_configuration(ACCOUNT, TUNNEL_ID)
     assert read.version == 2
     assert harness.observer.operations == [
-        "tunnels.configurations.update",
+        "tunnels.configurations.put",
         "tunnels.configurations.get",
     ]
 
@@ -348,7 +348,7 @@ async def test_get_and_delete_vpc_service(make_harness: MakeHarness) -> None:
     harness = make_harness(handler)
     client = harness.client()
     assert (await client.get_vpc_service(ACCOUNT, SERVICE_ID)).name == "svc"
-    assert await client.delete_vpc_service(ACCOUNT, SERVICE_ID) is None
+    await client.delete_vpc_service(ACCOUNT, SERVICE_ID)
     assert [(r.method, r.url.path) for r in harness.seen] == [
         ("GET", f"{SERVICES}/{SERVICE_ID}"),
         ("DELETE", f"{SERVICES}/{SERVICE_ID}"),

@@ -54,7 +54,12 @@ def test_backoff_is_exponential_capped_and_fully_jittered() -> None:
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"max_attempts": 0}, {"initial_backoff": -1.0}, {"initial_backoff": 2.0, "max_backoff": 1.0}],
+    [
+        {"max_attempts": 0},
+        {"initial_backoff": -1.0},
+        {"initial_backoff": 2.0, "max_backoff": 1.0},
+        {"max_rate_limit_wait": -1.0},
+    ],
 )
 def test_policy_refuses_nonsense(arguments: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
@@ -186,6 +191,19 @@ async def test_429_storm_ends_in_rate_limited_error(make_harness: MakeHarness) -
     assert harness.client().budget.paused_for() == pytest.approx(2.0)
 
 
+async def test_a_long_block_is_raised_at_once_and_pauses_the_token(
+    make_harness: MakeHarness,
+) -> None:
+    limited = failure(429, 10000, "Rate limited", headers={"retry-after": "300"})
+    harness = make_harness(scripted(limited, ok(tunnel_json())))
+    with pytest.raises(RateLimitedError) as caught:
+        await harness.client().get_tunnel(ACCOUNT, TUNNEL_ID)
+    assert caught.value.retry_after == 300.0
+    assert len(harness.seen) == 1
+    assert harness.clock.now == 0.0
+    assert harness.client().budget.paused_for() == pytest.approx(300.0)
+
+
 async def test_create_is_retried_after_a_429(make_harness: MakeHarness) -> None:
     limited = failure(429, 10000, "Rate limited", headers={"retry-after": "1"})
     harness = make_harness(scripted(limited, ok(tunnel_json(token="eyJ"))))
@@ -292,7 +310,7 @@ async def test_create_gives_up_after_bounded_attempts(make_harness: MakeHarness)
 async def test_vpc_service_create_looks_up_by_name_after_ambiguous_failure(
     make_harness: MakeHarness,
 ) -> None:
-    service = {
+    service: dict[str, object] = {
         "service_id": SERVICE_ID,
         "name": "svc",
         "type": "http",

@@ -230,7 +230,7 @@ def _response_schema(method: str, path_template: str, status: int, body: Any) ->
     if override is not None:
         return override
     declared = responses.get(key) or responses.get(f"{key[0]}XX") or responses.get("default")
-    declared_schema = None
+    declared_schema: dict[str, Any] | None = None
     if declared is not None and "content" in declared:
         declared_schema = declared["content"]["application/json"]["schema"]
     if status >= 400:

@@ -26,14 +26,19 @@ def test_tunnel_life_cycle_through_the_sdk(cf: cloudflare.Cloudflare, admin: Adm
     tunnels = cf.zero_trust.tunnels.cloudflared
 
     created = tunnels.create(account_id=ACCOUNT, name="sdk-edge", config_src="cloudflare")
-    assert created.id and created.name == "sdk-edge"
-    assert created.config_src == "cloudflare" and created.remote_config is True
-    assert created.status == "inactive" and created.tun_type == "cfd_tunnel"
-    assert created.deleted_at is None and created.connections == []
+    assert created.id
+    assert created.name == "sdk-edge"
+    assert created.config_src == "cloudflare"
+    assert created.remote_config is True
+    assert created.status == "inactive"
+    assert created.tun_type == "cfd_tunnel"
+    assert created.deleted_at is None
+    assert created.connections == []
     # Undeclared in the SDK's types, but kept by its models: the run token on create.
     run_token = created.model_extra["token"]  # type: ignore[index]
     decoded = _decode_run_token(run_token)
-    assert decoded["a"] == ACCOUNT and decoded["t"] == created.id
+    assert decoded["a"] == ACCOUNT
+    assert decoded["t"] == created.id
     assert len(base64.b64decode(decoded["s"])) >= 32
     assert created.model_extra["credentials_file"]["TunnelID"] == created.id  # type: ignore[index]
     tunnels.create(account_id=ACCOUNT, name="other-tunnel", config_src="local")
@@ -55,24 +60,35 @@ def test_tunnel_life_cycle_through_the_sdk(cf: cloudflare.Cloudflare, admin: Adm
     assert _decode_run_token(new_token)["s"] == SECRET
     assert tunnels.token.get(created.id, account_id=ACCOUNT) == new_token
 
-    config = {"ingress": [{"hostname": "app.example.com", "service": "http://web:80"},
-                          {"service": "http_status:404"}]}
+    config = {
+        "ingress": [
+            {"hostname": "app.example.com", "service": "http://web:80"},
+            {"service": "http_status:404"},
+        ]
+    }
     updated = tunnels.configurations.update(created.id, account_id=ACCOUNT, config=config)  # type: ignore[arg-type]
-    assert updated is not None and updated.version == 1
+    assert updated is not None
+    assert updated.version == 1
     fetched = tunnels.configurations.get(created.id, account_id=ACCOUNT)
-    assert fetched is not None and fetched.version == 1 and fetched.config is not None
+    assert fetched is not None
+    assert fetched.version == 1
+    assert fetched.config is not None
 
     admin.connect(ACCOUNT, created.id, 2)
     assert tunnels.get(created.id, account_id=ACCOUNT).status == "healthy"
     clients = list(tunnels.connections.get(created.id, account_id=ACCOUNT))
-    assert len(clients) == 2 and all(len(c.conns or []) == 4 for c in clients)
+    assert len(clients) == 2
+    assert all(len(c.conns or []) == 4 for c in clients)
     assert all(c.config_version == 1 for c in clients)
     first = clients[0]
     assert first.id is not None
     connector = tunnels.connectors.get(first.id, account_id=ACCOUNT, tunnel_id=created.id)
-    assert connector.id == first.id and connector.conns and connector.conns[0].client_id == first.id
+    assert connector.id == first.id
+    assert connector.conns
+    assert connector.conns[0].client_id == first.id
     logs_token = tunnels.management.create(created.id, account_id=ACCOUNT, resources=["logs"])
-    assert isinstance(logs_token, str) and logs_token.count(".") == 2
+    assert isinstance(logs_token, str)
+    assert logs_token.count(".") == 2
 
     tunnels.connections.delete(created.id, account_id=ACCOUNT, client_id=first.id)
     assert len(list(tunnels.connections.get(created.id, account_id=ACCOUNT))) == 1
@@ -107,10 +123,17 @@ HOSTS: dict[str, dict[str, Any]] = {
 }
 TYPE_FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "http": (
-        {"http_port": 8080, "https_port": 8443, "tls_settings": {"cert_verification_mode": "verify_ca"}},
+        {
+            "http_port": 8080,
+            "https_port": 8443,
+            "tls_settings": {"cert_verification_mode": "verify_ca"},
+        },
         {"https_port": 443},
     ),
-    "tcp": ({"tcp_port": 5432, "app_protocol": "postgresql"}, {"tcp_port": 3306, "app_protocol": "mysql"}),
+    "tcp": (
+        {"tcp_port": 5432, "app_protocol": "postgresql"},
+        {"tcp_port": 3306, "app_protocol": "mysql"},
+    ),
 }
 
 
@@ -123,12 +146,18 @@ def test_vpc_service_life_cycle_through_the_sdk(
     host = HOSTS[host_kind]
     first_fields, second_fields = TYPE_FIELDS[service_type]
 
-    raw = services.with_raw_response.create(
-        account_id=ACCOUNT, name=f"{host_kind}-{service_type}", type=service_type,  # type: ignore[arg-type]
-        host=host, **first_fields,  # type: ignore[arg-type]
-    )
+    # The SDK's overloads want TypedDicts; plain dicts built per case go through **params.
+    params: dict[str, Any] = {
+        "account_id": ACCOUNT,
+        "name": f"{host_kind}-{service_type}",
+        "type": service_type,
+        "host": host,
+        **first_fields,
+    }
+    raw = services.with_raw_response.create(**params)
     created = raw.parse()
-    assert created is not None and created.service_id
+    assert created is not None
+    assert created.service_id
     stored = raw.http_response.json()["result"]
     assert stored == {
         "service_id": created.service_id,
@@ -141,26 +170,33 @@ def test_vpc_service_life_cycle_through_the_sdk(
     }
 
     fetched = services.get(created.service_id, account_id=ACCOUNT)
-    assert fetched is not None and fetched.service_id == created.service_id
-    assert fetched.name == f"{host_kind}-{service_type}" and fetched.type == service_type
-    listed = list(services.list(account_id=ACCOUNT, type=service_type))  # type: ignore[arg-type]
+    assert fetched is not None
+    assert fetched.service_id == created.service_id
+    assert fetched.name == f"{host_kind}-{service_type}"
+    assert fetched.type == service_type
+    same_type: dict[str, Any] = {"type": service_type}
+    other_type: dict[str, Any] = {"type": "tcp" if service_type == "http" else "http"}
+    listed = list(services.list(account_id=ACCOUNT, **same_type))
     assert [s.service_id for s in listed] == [created.service_id]
-    assert list(services.list(account_id=ACCOUNT, type="tcp" if service_type == "http" else "http")) == []  # type: ignore[arg-type]
+    assert list(services.list(account_id=ACCOUNT, **other_type)) == []
 
-    raw_update = services.with_raw_response.update(
-        created.service_id, account_id=ACCOUNT, name="renamed", type=service_type,  # type: ignore[arg-type]
-        host=host, **second_fields,  # type: ignore[arg-type]
-    )
+    update: dict[str, Any] = {**params, "name": "renamed", **second_fields}
+    for key in first_fields.keys() - second_fields.keys():
+        del update[key]  # PUT replaces: what is not sent is cleared
+    raw_update = services.with_raw_response.update(created.service_id, **update)
     replaced = raw_update.http_response.json()["result"]
     assert raw_update.parse() is not None
     assert {k: v for k, v in replaced.items() if k not in ("created_at", "updated_at")} == {
-        "service_id": created.service_id, "type": service_type, "name": "renamed", "host": host,
+        "service_id": created.service_id,
+        "type": service_type,
+        "name": "renamed",
+        "host": host,
         **second_fields,
     }
     assert replaced["created_at"] == stored["created_at"]
     assert replaced["updated_at"] > stored["updated_at"]
 
-    assert services.delete(created.service_id, account_id=ACCOUNT) is None
+    services.delete(created.service_id, account_id=ACCOUNT)  # typed to return None
     with pytest.raises(cloudflare.NotFoundError):
         services.get(created.service_id, account_id=ACCOUNT)
 
@@ -169,20 +205,25 @@ def test_token_verify_on_both_endpoints(
     server: EmulatorServer, admin: AdminClient, cf: cloudflare.Cloudflare
 ) -> None:
     account_result = cf.accounts.tokens.verify(account_id=ACCOUNT)
-    assert account_result is not None and account_result.status == "active"
+    assert account_result is not None
+    assert account_result.status == "active"
     with pytest.raises(cloudflare.AuthenticationError):
         cf.user.tokens.verify()  # an account-owned token is unknown to the user endpoint
 
     admin.create_token("user-token", [ACCOUNT], kind="user", expires_on="2999-01-01T00:00:00Z")
     with cloudflare.Cloudflare(api_token="user-token", base_url=server.url, max_retries=0) as user:
         user_result = user.user.tokens.verify()
-        assert user_result is not None and user_result.status == "active"
-        assert user_result.expires_on is not None and user_result.expires_on.year == 2999
+        assert user_result is not None
+        assert user_result.status == "active"
+        assert user_result.expires_on is not None
+        assert user_result.expires_on.year == 2999
         # A user token reaches the accounts its user belongs to.
         assert list(user.zero_trust.tunnels.cloudflared.list(account_id=ACCOUNT)) == []
 
 
-def test_sdk_errors_map_to_its_exception_types(cf: cloudflare.Cloudflare, admin: AdminClient) -> None:
+def test_sdk_errors_map_to_its_exception_types(
+    cf: cloudflare.Cloudflare, admin: AdminClient
+) -> None:
     tunnels = cf.zero_trust.tunnels.cloudflared
     with pytest.raises(cloudflare.NotFoundError):
         tunnels.get(UNKNOWN_UUID, account_id=ACCOUNT)

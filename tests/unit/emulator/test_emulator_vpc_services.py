@@ -63,7 +63,10 @@ INVALID_BODIES: dict[str, tuple[Any, str]] = {
     "ipv4 null": (_host(ipv4=None, network={"tunnel_id": TUNNEL_ID}), "/host/ipv4"),
     "ipv6 invalid": (_host(ipv6="fd00::zz", network={"tunnel_id": TUNNEL_ID}), "/host/ipv6"),
     "ipv6 holds an ipv4": (_host(ipv6="10.0.0.1", network={"tunnel_id": TUNNEL_ID}), "/host/ipv6"),
-    "ipv6 with a zone": (_host(ipv6="fe80::1%eth0", network={"tunnel_id": TUNNEL_ID}), "/host/ipv6"),
+    "ipv6 with a zone": (
+        _host(ipv6="fe80::1%eth0", network={"tunnel_id": TUNNEL_ID}),
+        "/host/ipv6",
+    ),
     "ip without network": (_host(ipv4="10.0.0.1"), "/host/network"),
     "network not an object": (_host(ipv4="10.0.0.1", network=TUNNEL_ID), "/host/network"),
     "network without tunnel_id": (_host(ipv4="10.0.0.1", network={}), "/host/network/tunnel_id"),
@@ -122,14 +125,23 @@ INVALID_BODIES: dict[str, tuple[Any, str]] = {
         "/host/hostname",
     ),
     "resolver_ips not a list": (
-        _host(hostname="db.example", resolver_network={"tunnel_id": TUNNEL_ID, "resolver_ips": "10.0.0.53"}),
+        _host(
+            hostname="db.example",
+            resolver_network={"tunnel_id": TUNNEL_ID, "resolver_ips": "10.0.0.53"},
+        ),
         "/host/resolver_network/resolver_ips",
     ),
     "resolver_ips with a name": (
-        _host(hostname="db.example", resolver_network={"tunnel_id": TUNNEL_ID, "resolver_ips": ["dns.local"]}),
+        _host(
+            hostname="db.example",
+            resolver_network={"tunnel_id": TUNNEL_ID, "resolver_ips": ["dns.local"]},
+        ),
         "/host/resolver_network/resolver_ips/0",
     ),
-    "host with an unknown key": (_host(ipv4="10.0.0.1", network={"tunnel_id": TUNNEL_ID}, port=1), "/host/port"),
+    "host with an unknown key": (
+        _host(ipv4="10.0.0.1", network={"tunnel_id": TUNNEL_ID}, port=1),
+        "/host/port",
+    ),
     "http with tcp_port": (_with(HTTP, tcp_port=5432), "/tcp_port"),
     "http with app_protocol null": (_with(HTTP, app_protocol=None), "/app_protocol"),
     "tcp with http_port": (_with(TCP, http_port=80), "/http_port"),
@@ -166,35 +178,46 @@ def test_invalid_bodies_are_refused_on_create_and_replace(api: httpx.Client, cas
     assert created.json()["errors"][0]["source"]["pointer"] == pointer
     existing = _create(api, HTTP)
     replaced = api.put(f"{SERVICES}/{existing['service_id']}", json=body)
-    assert replaced.status_code == 400 and error_codes(replaced) == [1001]
+    assert replaced.status_code == 400
+    assert error_codes(replaced) == [1001]
     assert api.get(SERVICES).json()["result"] == [existing]  # nothing changed
 
 
 def test_malformed_json_is_refused(api: httpx.Client) -> None:
-    response = api.post(SERVICES, content=b'{"name": ', headers={"content-type": "application/json"})
-    assert response.status_code == 400 and error_codes(response) == [6007]
+    response = api.post(
+        SERVICES, content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_codes(response) == [6007]
 
 
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "ipv4 http with both ports": HTTP,
     "ipv6 http without ports": {
-        "type": "http", "name": "v6", "host": {"ipv6": "2001:db8::1", "network": {"tunnel_id": TUNNEL_ID}}
+        "type": "http",
+        "name": "v6",
+        "host": {"ipv6": "2001:db8::1", "network": {"tunnel_id": TUNNEL_ID}},
     },
     "dual stack with null ports and tls": _with(
         HTTP,
         host={"ipv4": "192.0.2.1", "ipv6": "2001:db8::2", "network": {"tunnel_id": TUNNEL_ID}},
-        http_port=None, https_port=None, tls_settings={"cert_verification_mode": "disabled"},
+        http_port=None,
+        https_port=None,
+        tls_settings={"cert_verification_mode": "disabled"},
     ),
     "hostname tcp with resolvers and protocol": _with(
         TCP,
-        host={"hostname": "db.internal.example",
-              "resolver_network": {"tunnel_id": TUNNEL_ID, "resolver_ips": ["10.0.0.53", "fd00::53"]}},
+        host={
+            "hostname": "db.internal.example",
+            "resolver_network": {"tunnel_id": TUNNEL_ID, "resolver_ips": ["10.0.0.53", "fd00::53"]},
+        },
         app_protocol="mysql",
     ),
     "hostname with null resolver_ips and null tls": _with(
         TCP,
         host={"hostname": "db", "resolver_network": {"tunnel_id": TUNNEL_ID, "resolver_ips": None}},
-        app_protocol=None, tls_settings=None,
+        app_protocol=None,
+        tls_settings=None,
     ),
     "hostname of 253 characters": _with(
         TCP, host={"hostname": LONG_NAME[:253], "resolver_network": {"tunnel_id": TUNNEL_ID}}
@@ -213,8 +236,11 @@ def test_valid_bodies_are_stored_exactly_as_sent(api: httpx.Client, case: str) -
 
 
 def test_read_only_fields_in_a_body_are_ignored(api: httpx.Client) -> None:
-    created = _create(api, {**HTTP, "service_id": UNKNOWN_UUID, "created_at": "2000-01-01T00:00:00Z"})
-    assert created["service_id"] != UNKNOWN_UUID and created["created_at"] != "2000-01-01T00:00:00Z"
+    created = _create(
+        api, {**HTTP, "service_id": UNKNOWN_UUID, "created_at": "2000-01-01T00:00:00Z"}
+    )
+    assert created["service_id"] != UNKNOWN_UUID
+    assert created["created_at"] != "2000-01-01T00:00:00Z"
     assert _without_read_only(created) == HTTP
 
 
@@ -238,7 +264,8 @@ def test_put_replaces_the_whole_object(api: httpx.Client) -> None:
 def test_unknown_services_are_not_found(api: httpx.Client, server: EmulatorServer) -> None:
     for method in ("GET", "DELETE"):
         response = api.request(method, f"{SERVICES}/{UNKNOWN_UUID}")
-        assert response.status_code == 404 and error_codes(response) == [7003]
+        assert response.status_code == 404
+        assert error_codes(response) == [7003]
     assert api.put(f"{SERVICES}/{UNKNOWN_UUID}", json=HTTP).status_code == 404
     created = _create(api, HTTP)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {OTHER_TOKEN}"}) as b:
@@ -262,10 +289,15 @@ def test_list_filters_by_type_and_pages(api: httpx.Client) -> None:
     everything = api.get(SERVICES).json()
     assert [s["service_id"] for s in everything["result"]] == ids
     assert everything["result_info"] == {
-        "page": 1, "per_page": 1000, "count": 5, "total_count": 5, "total_pages": 1
+        "page": 1,
+        "per_page": 1000,
+        "count": 5,
+        "total_count": 5,
+        "total_pages": 1,
     }
     assert [s["name"] for s in api.get(SERVICES, params={"type": "tcp"}).json()["result"]] == [
-        "db-0", "db-1"
+        "db-0",
+        "db-1",
     ]
     page = api.get(SERVICES, params={"per_page": 2, "page": 3}).json()
     assert [s["service_id"] for s in page["result"]] == ids[4:]
@@ -273,7 +305,7 @@ def test_list_filters_by_type_and_pages(api: httpx.Client) -> None:
     assert api.get(SERVICES, params={"per_page": 2, "page": 4}).json()["result"] == []
     for params in ({"per_page": 0}, {"per_page": 1001}, {"page": 0}, {"type": "udp"}):
         response = api.get(SERVICES, params=params)
-        assert response.status_code == 400 and error_codes(response) == [1002], params
+        assert (response.status_code, error_codes(response)) == (400, [1002]), params
 
 
 def test_the_per_account_limit_refuses_one_more(api: httpx.Client, admin: AdminClient) -> None:
@@ -281,10 +313,13 @@ def test_the_per_account_limit_refuses_one_more(api: httpx.Client, admin: AdminC
     admin.update_settings(services_per_account=3)
     created = [_create(api, _with(HTTP, name=f"s{i}")) for i in range(3)]
     refused = api.post(SERVICES, json=HTTP)
-    assert refused.status_code == 400 and error_codes(refused) == [1030]
+    assert refused.status_code == 400
+    assert error_codes(refused) == [1030]
     assert "Maximum number of services" in refused.json()["errors"][0]["message"]
     # The limit is per account, and deleting one makes room again.
-    with httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {OTHER_TOKEN}"}) as b:
+    with httpx.Client(
+        base_url=api.base_url, headers={"Authorization": f"Bearer {OTHER_TOKEN}"}
+    ) as b:
         other = f"/accounts/{OTHER_ACCOUNT}/connectivity/directory/services"
         assert b.post(other, json=HTTP).status_code == 200
     assert api.delete(f"{SERVICES}/{created[0]['service_id']}").status_code == 200
