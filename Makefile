@@ -30,18 +30,19 @@ install: $(VENV)/.installed ## Create the virtual environment and install the pr
 
 .PHONY: lint
 lint: install ## Lint (ruff check, ruff format --check, import-linter layering contracts)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
 	$(BIN)/lint-imports
 
 .PHONY: format
 format: install ## Format and auto-fix the code
-	$(BIN)/ruff format operator tests
-	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests hack
+	$(BIN)/ruff check --fix operator tests hack
 
 .PHONY: typecheck
 typecheck: install ## Type-check with mypy in strict mode
 	$(BIN)/mypy
+	$(BIN)/mypy --strict hack/chart-readme.py
 
 ##@ Testing
 
@@ -56,3 +57,23 @@ test: install controlplane ## Run the whole test suite (unit + integration on a 
 .PHONY: test-unit
 test-unit: install ## Run only the tests that need no control plane
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+##@ Chart and image
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the Helm chart (templates/crds/), wrapped for crds.enabled and crds.keep
+	bash hack/sync-chart-crds.sh
+
+.PHONY: chart-readme
+chart-readme: install ## Regenerate the values table of the chart's README from values.yaml
+	$(PY) hack/chart-readme.py
+
+.PHONY: chart-lint
+chart-lint: install ## Check the chart's CRDs and README are current and lint it (helm lint --strict)
+	bash hack/sync-chart-crds.sh --check
+	$(PY) hack/chart-readme.py --check
+	"$$(bash hack/provision-controlplane.sh | tail -n1)/helm" lint --strict charts/cftunnel-operator
+
+.PHONY: image
+image: ## Build the operator image (needs a Docker engine)
+	docker build -t cftunnel-operator:dev .

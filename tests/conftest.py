@@ -151,7 +151,9 @@ def operator(
     """The operator under test, watching every ``t-*`` namespace."""
     port = free_port()
     process = OperatorProcess(
-        env=operator_env(controlplane, emulator, watch=f"{TEST_NAMESPACE_PREFIX}*", health_port=port),
+        env=operator_env(
+            controlplane, emulator, watch=f"{TEST_NAMESPACE_PREFIX}*", health_port=port
+        ),
         log_path=tmp_path_factory.mktemp("operator") / "operator.log",
         health_port=port,
     )

@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane started as local processes, for tests, the demo and the benchmark.
+"""A real Kubernetes control plane started as local processes: tests, the demo, the benchmark.
 
 It runs etcd, kube-apiserver (RBAC authorization, static-token admin, service-account tokens),
 kube-controller-manager, kube-scheduler and kwok with a few fake nodes, so that Deployments
@@ -195,7 +195,7 @@ class ControlPlane:
         self,
         *args: str,
         check: bool = True,
-        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: str | None = None,
         kubeconfig: Path | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
@@ -232,7 +232,10 @@ class ControlPlane:
         """A ``kubernetes`` client for this control plane (admin unless told otherwise)."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig or self.kubeconfig)
+        )
+        return client
 
     def service_account_kubeconfig(
         self, namespace: str, name: str, *, path: Path | None = None, hours: int = 24
@@ -332,7 +335,7 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         # etcd on tmpfs when there is one: fsync-free storage keeps the apiserver fast.
-        shm = Path("/dev/shm")
+        shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.work_dir
         self._etcd_data = Path(tempfile.mkdtemp(prefix="cftunnel-etcd-", dir=base))
         client, peer = free_port(), free_port()
@@ -460,7 +463,8 @@ class ControlPlane:
                 "get",
                 "nodes",
                 "-o",
-                'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+                "jsonpath={range .items[*]}"
+                '{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
                 check=False,
             )
             return result.stdout.split() == ["True"] * self.nodes

@@ -62,7 +62,7 @@ class OperatorProcess:
                 raise RuntimeError(f"operator exited early; log:\n{self.log_tail()}")
             try:
                 url = f"http://127.0.0.1:{self.health_port}/healthz"
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:

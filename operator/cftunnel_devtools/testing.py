@@ -34,7 +34,13 @@ def apply(cp: ControlPlane, *objects: Mapping[str, Any], server_side: bool = Fal
     cp.kubectl(*args, input=json.dumps(doc))
 
 
-def token_secret(namespace: str, token: str, *, name: str = "cloudflare-api-token", key: str = "token") -> dict[str, Any]:
+def token_secret(
+    namespace: str,
+    token: str,
+    *,
+    name: str = "cloudflare-api-token",
+    key: str = "token",
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -48,7 +54,7 @@ def tunnel_manifest(
     name: str,
     *,
     account_id: str | None = None,
-    secret: str | None = "cloudflare-api-token",
+    secret: str | None = "cloudflare-api-token",  # noqa: S107 - a Secret name
     key: str = "token",
     **spec: Any,
 ) -> dict[str, Any]:
@@ -94,7 +100,11 @@ def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
 
 
 def wait_for(
-    check: Callable[[], Any], *, timeout: float = 60, what: str = "a condition", interval: float = 0.3
+    check: Callable[[], Any],
+    *,
+    timeout: float = 60,
+    what: str = "a condition",
+    interval: float = 0.3,
 ) -> Any:
     """Poll ``check`` until it returns something truthy; return that value."""
     found: list[Any] = []

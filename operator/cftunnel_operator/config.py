@@ -62,7 +62,9 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(default=300.0, ge=1)
     guard_mode: GuardMode = GuardMode.ENFORCE
     cloudflared_image: str = Field(default=DEFAULT_CLOUDFLARED_IMAGE, min_length=1)
-    cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    cluster_domain: str = Field(
+        default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+    )
     tunnel_name_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=40)
     log_format: LogFormat = LogFormat.JSON
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

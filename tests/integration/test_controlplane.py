@@ -48,9 +48,17 @@ def test_crd_cel_rule_refuses_object_with_its_message(
     controlplane.kubectl(
         "wait", "--for=condition=Established", "crd/widgets.test.cftunnel.dev", "--timeout=60s"
     )
-    good = {"apiVersion": "test.cftunnel.dev/v1", "kind": "Widget",
-            "metadata": {"name": "good", "namespace": namespace}, "spec": {"min": 1, "max": 2}}
-    bad = {**good, "metadata": {"name": "bad", "namespace": namespace}, "spec": {"min": 3, "max": 2}}
+    good = {
+        "apiVersion": "test.cftunnel.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "good", "namespace": namespace},
+        "spec": {"min": 1, "max": 2},
+    }
+    bad = {
+        **good,
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": {"min": 3, "max": 2},
+    }
     controlplane.kubectl("apply", "-f", "-", input=json.dumps(good))
     refused = controlplane.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert refused.returncode != 0
@@ -61,7 +69,12 @@ def test_deployment_becomes_available_on_kwok_nodes(
     controlplane: ControlPlane, namespace: str
 ) -> None:
     controlplane.kubectl(
-        "create", "deployment", "web", "-n", namespace, "--image=registry.invalid/web:1",
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        namespace,
+        "--image=registry.invalid/web:1",
         "--replicas=2",
     )
 
@@ -87,17 +100,26 @@ def test_deleting_owner_garbage_collects_owned_configmap(
         "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
     ).stdout
     owned = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "owned", "namespace": namespace, "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "owned",
+            "namespace": namespace,
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+            ],
+        },
     }
     controlplane.kubectl("apply", "-f", "-", input=json.dumps(owned))
     controlplane.kubectl("delete", "configmap", "owner", "-n", namespace)
 
     def collected() -> bool:
-        return controlplane.kubectl(
-            "get", "configmap", "owned", "-n", namespace, check=False
-        ).returncode != 0
+        return (
+            controlplane.kubectl(
+                "get", "configmap", "owned", "-n", namespace, check=False
+            ).returncode
+            != 0
+        )
 
     wait_until(collected, timeout=60, what="garbage collection of the owned ConfigMap")
 
@@ -116,14 +138,22 @@ def test_service_account_needs_rolebinding_to_list_secrets(
         "create", "role", "secret-reader", "-n", namespace, "--verb=list,get", "--resource=secrets"
     )
     controlplane.kubectl(
-        "create", "rolebinding", "secret-reader", "-n", namespace, "--role=secret-reader",
+        "create",
+        "rolebinding",
+        "secret-reader",
+        "-n",
+        namespace,
+        "--role=secret-reader",
         f"--serviceaccount={namespace}:reader",
     )
 
     def allowed() -> bool:
-        return controlplane.kubectl(
-            "get", "secrets", "-n", namespace, kubeconfig=kubeconfig, check=False
-        ).returncode == 0
+        return (
+            controlplane.kubectl(
+                "get", "secrets", "-n", namespace, kubeconfig=kubeconfig, check=False
+            ).returncode
+            == 0
+        )
 
     wait_until(allowed, timeout=30, what="the RoleBinding to take effect")
 
@@ -138,12 +168,22 @@ def test_validating_admission_policy_refuses_matching_object(
         "metadata": {"name": policy_name},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                "resources": ["configmaps"]}]},
-            "validations": [{
-                "expression": "!has(object.data) || !('forbidden' in object.data)",
-                "message": "configmaps may not carry a 'forbidden' key"}],
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["configmaps"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "!has(object.data) || !('forbidden' in object.data)",
+                    "message": "configmaps may not carry a 'forbidden' key",
+                }
+            ],
         },
     }
     binding = {
@@ -153,24 +193,37 @@ def test_validating_admission_policy_refuses_matching_object(
         "spec": {
             "policyName": policy_name,
             "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {
-                "kubernetes.io/metadata.name": namespace}}},
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
         },
     }
     try:
         controlplane.kubectl("apply", "-f", "-", input=json.dumps(policy))
         controlplane.kubectl("apply", "-f", "-", input=json.dumps(binding))
         bad = controlplane.kubectl(
-            "create", "configmap", "bad", "-n", namespace, "--from-literal=forbidden=1",
-            "--dry-run=server", check=False,
+            "create",
+            "configmap",
+            "bad",
+            "-n",
+            namespace,
+            "--from-literal=forbidden=1",
+            "--dry-run=server",
+            check=False,
         )
         # The policy is enforced once the apiserver's policy informer has seen the binding.
 
         def refused() -> bool:
             nonlocal bad
             bad = controlplane.kubectl(
-                "create", "configmap", "bad", "-n", namespace, "--from-literal=forbidden=1",
-                "--dry-run=server", check=False,
+                "create",
+                "configmap",
+                "bad",
+                "-n",
+                namespace,
+                "--from-literal=forbidden=1",
+                "--dry-run=server",
+                check=False,
             )
             return bad.returncode != 0
 

@@ -42,7 +42,9 @@ def create_ready_tunnel(
     return wait_for_condition(controlplane, TUNNELS, namespace, name, "Ready", timeout=90)
 
 
-def deployment(controlplane: ControlPlane, namespace: str, tunnel: str = "office") -> dict[str, Any]:
+def deployment(
+    controlplane: ControlPlane, namespace: str, tunnel: str = "office"
+) -> dict[str, Any]:
     return get_object(controlplane, "deployment", namespace, f"{tunnel}-cloudflared")
 
 
@@ -52,7 +54,9 @@ def events(controlplane: ControlPlane, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
-def wait_for_event(controlplane: ControlPlane, namespace: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_event(
+    controlplane: ControlPlane, namespace: str, reason: str, timeout: float = 30
+) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         return next((e for e in events(controlplane, namespace) if e.get("reason") == reason), None)
 
@@ -88,12 +92,14 @@ def test_tunnel_becomes_ready_with_connector_on_kwok_nodes(
         found = condition(tunnel, type_)
         assert found["status"] == "True", found
         assert found["observedGeneration"] == tunnel["metadata"]["generation"]
-        assert found["reason"] and found["message"] and found["lastTransitionTime"]
+        assert found["reason"]
+        assert found["message"]
+        assert found["lastTransitionTime"]
     assert condition(tunnel, "AutoscalerConflict")["status"] == "False"
     # Pods of the restricted namespace were admitted and run on kwok nodes.
-    pods = json.loads(
-        controlplane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout
-    )["items"]
+    pods = json.loads(controlplane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)[
+        "items"
+    ]
     assert len(pods) == 2
     assert all(p["spec"]["nodeName"].startswith("kwok-node-") for p in pods)
 
@@ -114,9 +120,23 @@ def test_spec_changes_reach_deployment_and_idle_operator_writes_nothing(
 ) -> None:
     create_ready_tunnel(controlplane, namespace, cf_account)
     controlplane.kubectl(
-        "patch", TUNNELS, "office", "-n", namespace, "--type=merge", "-p",
-        json.dumps({"spec": {"connector": {
-            "replicas": 3, "image": "docker.io/cloudflare/cloudflared:2026.9.0"}}}),
+        "patch",
+        TUNNELS,
+        "office",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "connector": {
+                        "replicas": 3,
+                        "image": "docker.io/cloudflare/cloudflared:2026.9.0",
+                    }
+                }
+            }
+        ),
     )
 
     def updated() -> bool:
@@ -159,7 +179,9 @@ def test_adoption_by_id_and_unknown_id(
 ) -> None:
     import cloudflare
 
-    sdk = cloudflare.Cloudflare(api_token=cf_account.token, base_url=cf_account.api_url, max_retries=0)
+    sdk = cloudflare.Cloudflare(
+        api_token=cf_account.token, base_url=cf_account.api_url, max_retries=0
+    )
     existing = sdk.zero_trust.tunnels.cloudflared.create(
         account_id=cf_account.account_id, name="brought-along", config_src="cloudflare"
     )
@@ -170,9 +192,18 @@ def test_adoption_by_id_and_unknown_id(
     assert len(live_tunnels(cf_account)) == 1
 
     unknown = "6f1c3a2e-0b7d-4c1e-9a55-2d8e7f0c4b11"
-    apply(controlplane, tunnel_manifest(namespace, "ghost", account_id=cf_account.account_id, tunnelId=unknown))
+    apply(
+        controlplane,
+        tunnel_manifest(namespace, "ghost", account_id=cf_account.account_id, tunnelId=unknown),
+    )
     ghost = wait_for_condition(
-        controlplane, TUNNELS, namespace, "ghost", "CloudflareSynced", "False", reason="TunnelNotFound"
+        controlplane,
+        TUNNELS,
+        namespace,
+        "ghost",
+        "CloudflareSynced",
+        "False",
+        reason="TunnelNotFound",
     )
     assert unknown in condition(ghost, "CloudflareSynced")["message"]
     assert condition(ghost, "Ready")["status"] == "False"
@@ -213,7 +244,9 @@ def test_operator_killed_between_create_and_status_write_makes_no_duplicate(
         cf_account.admin.clear_faults()
         assert "tunnelId" not in get_object(controlplane, TUNNELS, private_ns, "office")["status"]
         process.start()
-        tunnel = wait_for_condition(controlplane, TUNNELS, private_ns, "office", "Ready", timeout=90)
+        tunnel = wait_for_condition(
+            controlplane, TUNNELS, private_ns, "office", "Ready", timeout=90
+        )
         tunnels = live_tunnels(cf_account)
         assert [t["id"] for t in tunnels] == [tunnel["status"]["tunnelId"]]
         assert cf_account.admin.count("tunnels.create", account_id=cf_account.account_id) == 1
@@ -226,7 +259,9 @@ def test_manual_scale_is_put_back_with_warning_event(
     controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
 ) -> None:
     create_ready_tunnel(controlplane, namespace, cf_account)
-    controlplane.kubectl("scale", "deployment", "office-cloudflared", "-n", namespace, "--replicas=5")
+    controlplane.kubectl(
+        "scale", "deployment", "office-cloudflared", "-n", namespace, "--replicas=5"
+    )
 
     def put_back() -> bool:
         return bool(deployment(controlplane, namespace)["spec"]["replicas"] == 2)
@@ -246,16 +281,34 @@ def test_hpa_raises_autoscaler_conflict_in_warn_mode(
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "cloudflared", "namespace": namespace},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "office-cloudflared"},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": "office-cloudflared",
+            },
             "minReplicas": 2,
             "maxReplicas": 6,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
         },
     }
     apply(controlplane, hpa)
     tunnel = wait_for_condition(
-        controlplane, TUNNELS, namespace, "office", "AutoscalerConflict", "True",
-        reason="HorizontalPodAutoscaler", timeout=30,
+        controlplane,
+        TUNNELS,
+        namespace,
+        "office",
+        "AutoscalerConflict",
+        "True",
+        reason="HorizontalPodAutoscaler",
+        timeout=30,
     )
     assert "cloudflared" in condition(tunnel, "AutoscalerConflict")["message"]
     event = wait_for_event(controlplane, namespace, "HorizontalPodAutoscaler")
@@ -348,3 +401,46 @@ def test_token_never_leaks_into_logs_events_status_or_deployment(
         assert run_token not in content, f"run token found in {where}"
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert "--token-file" in container["args"]
+
+
+def test_drift_on_cloudflare_is_put_back(
+    controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
+) -> None:
+    tunnel = create_ready_tunnel(controlplane, namespace, cf_account)
+    first_id = tunnel["status"]["tunnelId"]
+    wanted = tunnel["status"]["tunnelName"]
+    # Renamed in the dashboard: the periodic check renames it back.
+    cf_account.admin.edit_tunnel(cf_account.account_id, first_id, {"name": "renamed-by-hand"})
+
+    def renamed_back() -> bool:
+        return bool([t["name"] for t in live_tunnels(cf_account)] == [wanted])
+
+    wait_for(renamed_back, timeout=60, what="the tunnel's name put back")
+    # Deleted in the dashboard: a new tunnel is created and its token reaches the connector.
+    secret_before = get_object(controlplane, "secret", namespace, "office-cloudflared-token")
+    import cloudflare
+
+    sdk = cloudflare.Cloudflare(
+        api_token=cf_account.token, base_url=cf_account.api_url, max_retries=0
+    )
+    sdk.zero_trust.tunnels.cloudflared.delete(first_id, account_id=cf_account.account_id)
+
+    def recreated() -> dict[str, Any] | None:
+        obj = get_object(controlplane, TUNNELS, namespace, "office")
+        new_id = obj["status"].get("tunnelId")
+        return obj if new_id and new_id != first_id else None
+
+    obj = wait_for(recreated, timeout=60, what="a new tunnel after the deletion")
+    assert [t["id"] for t in live_tunnels(cf_account)] == [obj["status"]["tunnelId"]]
+    secret_after = get_object(controlplane, "secret", namespace, "office-cloudflared-token")
+    assert secret_after["data"]["token"] != secret_before["data"]["token"]
+
+    def rolled() -> bool:
+        dep = deployment(controlplane, namespace)
+        annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+        return (
+            bool(annotations.get("cftunnel.dev/token-hash")) and dep["metadata"]["generation"] > 1
+        )
+
+    wait_for(rolled, timeout=30, what="the pods rolled onto the new token")
+    wait_for_event(controlplane, namespace, "TunnelDeleted")

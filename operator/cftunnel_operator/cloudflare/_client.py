@@ -1,7 +1,7 @@
 """The Cloudflare operations the operator uses, and the per-token registry of clients.
 
 `CloudflareClient` is one API token's view of Cloudflare: token verification, tunnels (create,
-read, find, list, delete, run token, connectors, configuration) and Workers VPC services
+read, find, list, rename, delete, run token, connectors, configuration) and Workers VPC services
 (create, read, list, find, replace, delete). The account id is an argument of every call
 because one token may serve several accounts.
 
@@ -259,6 +259,18 @@ class CloudflareClient:
             params["exclude_prefix"] = exclude_prefix
         return await self._list_all(
             "tunnels.list", f"{_account(account_id)}/cfd_tunnel", params, Tunnel, per_page
+        )
+
+    async def rename_tunnel(self, account_id: str, tunnel_id: str, name: str) -> Tunnel:
+        """Give a tunnel its name back (PATCH with `name` only: the secret is left alone)."""
+        return await self._session.call(
+            "tunnels.edit",
+            "PATCH",
+            _tunnel(account_id, tunnel_id),
+            json={"name": name},
+            parse=_one(Tunnel),
+            # Setting a name twice is the same as once, so a lost answer may be retried.
+            idempotent=True,
         )
 
     async def delete_tunnel(

@@ -24,6 +24,7 @@ OPERATIONS: Final[tuple[str, ...]] = (
     "tunnels.create",
     "tunnels.list",
     "tunnels.get",
+    "tunnels.edit",
     "tunnels.delete",
     "tunnels.token",
     "tunnels.connections.list",

@@ -6,7 +6,8 @@ token's budget, sends the request on the shared `httpx.AsyncClient`, reports the
 the observer, unwraps the envelope and turns failures into the `_errors` tree. Around the
 attempts it applies the retry rules:
 
-* idempotent methods (GET, PUT, DELETE) repeat on 5xx, 429 and transport errors;
+* idempotent requests (GET, PUT, DELETE, and a PATCH that only sets fields) repeat on 5xx,
+  429 and transport errors;
 * a POST repeats freely only when Cloudflare cannot have acted on it (a 429, or a connection
   that never opened). After an ambiguous failure (a 5xx, a timeout, a dropped connection) it
   never repeats blindly: the caller's `recover` looks the object up first, and the create is
@@ -100,13 +101,17 @@ class ApiSession:
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
         recover: Callable[[], Awaitable[T | None]] | None = None,
+        idempotent: bool | None = None,
     ) -> T:
         """Perform `method path` until it succeeds or the retry rules give up.
 
         `parse` turns the successful envelope into the result. `recover`, for creates, looks
-        up the object the request would have created and returns it, or None.
+        up the object the request would have created and returns it, or None. `idempotent`
+        overrides the method's default (GET, PUT, DELETE are; POST, PATCH are not) for a
+        request that is safe to repeat, such as a PATCH that sets a field to a fixed value.
         """
-        idempotent = method in _IDEMPOTENT
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
         # Set once an attempt may have been carried out without us hearing the answer.
         outcome_unknown = False
         attempt = 0

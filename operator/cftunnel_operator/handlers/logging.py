@@ -21,7 +21,9 @@ def configure_logging(config: OperatorConfig) -> None:
     """Configure Kopf's logging in the chosen format and install the secret masker."""
     kopf.configure(
         verbose=config.log_level == "DEBUG",
-        log_format=kopf.LogFormat.JSON if config.log_format is LogFormat.JSON else kopf.LogFormat.FULL,
+        log_format=kopf.LogFormat.JSON
+        if config.log_format is LogFormat.JSON
+        else kopf.LogFormat.FULL,
         log_refkey="object",
     )
     root = logging.getLogger()

@@ -106,7 +106,10 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 def run_operator(argv: Sequence[str]) -> int:
     """Run until stopped; a bad setting exits with status 2 and names the variable."""
     if argv and argv[0] in ("-h", "--help"):
-        print("cftunnel-operator: configured through CFTUNNEL_* environment variables; see the README.")
+        print(
+            "cftunnel-operator: configured through CFTUNNEL_* environment variables "
+            "(see the README)."
+        )
         return 0
     if argv and argv[0] == "--version":
         print(__version__)

@@ -16,6 +16,8 @@ import kopf
 
 from cftunnel_operator.api import names
 from cftunnel_operator.config import OperatorConfig
+from cftunnel_operator.handlers.memo import OperatorMemo
+from cftunnel_operator.handlers.status import post_events, status_changes
 from cftunnel_operator.kube import children
 from cftunnel_operator.kube.client import NotFound, resource_type
 from cftunnel_operator.reconcile.references import services_using_tunnel
@@ -27,8 +29,6 @@ from cftunnel_operator.reconcile.tunnel import (
     finalize_tunnel,
     reconcile_tunnel,
 )
-from cftunnel_operator.handlers.memo import OperatorMemo
-from cftunnel_operator.handlers.status import post_events, status_changes
 
 __all__ = ["register"]
 
@@ -37,9 +37,7 @@ TUNNEL = resource_type(names.API_VERSION, names.TUNNEL_KIND)
 DEPLOYMENT_SUFFIX = children.deployment_name("")
 
 
-def _finish(
-    body: Mapping[str, Any], patch: kopf.Patch, outcome: TunnelOutcome
-) -> None:
+def _finish(body: Mapping[str, Any], patch: kopf.Patch, outcome: TunnelOutcome) -> None:
     changes = status_changes(body.get("status"), outcome.status.to_body())
     for key, value in changes.items():
         patch.status[key] = value
@@ -48,7 +46,9 @@ def _finish(
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
 
-async def _reconcile_body(memo: OperatorMemo, body: Mapping[str, Any], patch: kopf.Patch, mode: Mode) -> None:
+async def _reconcile_body(
+    memo: OperatorMemo, body: Mapping[str, Any], patch: kopf.Patch, mode: Mode
+) -> None:
     tunnel = TunnelObject.from_body(body)
     async with memo.ctx.lock(tunnel.uid):
         outcome = await reconcile_tunnel(memo.ctx, tunnel, mode)
@@ -71,7 +71,9 @@ async def reconcile_by_name(memo: OperatorMemo, namespace: str, name: str) -> No
         outcome = await reconcile_tunnel(ctx, tunnel, Mode.KUBE_ONLY)
         changes = status_changes(body.get("status"), outcome.status.to_body())
         if changes:
-            await ctx.kube.merge_patch(TUNNEL, namespace, name, {"status": changes}, subresource="status")
+            await ctx.kube.merge_patch(
+                TUNNEL, namespace, name, {"status": changes}, subresource="status"
+            )
     post_events(body, outcome.events)
 
 
@@ -82,11 +84,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.resume(*kind, registry=registry)
     @kopf.on.create(*kind, registry=registry)
-    async def tunnel_created(body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any) -> None:
+    async def tunnel_created(
+        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
+    ) -> None:
         await _reconcile_body(memo, body, patch, Mode.FULL)
 
     @kopf.on.update(*kind, registry=registry)
-    async def tunnel_updated(body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any) -> None:
+    async def tunnel_updated(
+        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
+    ) -> None:
         # Connector settings need no Cloudflare call; reconcile upgrades the run to a full one
         # when the spec asks for another Cloudflare tunnel (name, id, account).
         await _reconcile_body(memo, body, patch, Mode.KUBE_ONLY)
@@ -98,7 +104,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         initial_delay=lambda **_: random.uniform(0.5, 1.0) * config.resync_seconds,  # noqa: S311
         idle=config.resync_seconds / 2,
     )
-    async def tunnel_periodic(body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any) -> None:
+    async def tunnel_periodic(
+        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
+    ) -> None:
         tunnel = TunnelObject.from_body(body)
         if body["metadata"].get("deletionTimestamp") or not tunnel.status.tunnel_id:
             return
@@ -111,7 +119,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         await _reconcile_body(memo, body, patch, Mode.FULL)
 
     @kopf.on.delete(*kind, registry=registry)
-    async def tunnel_deleted(body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any) -> None:
+    async def tunnel_deleted(
+        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
+    ) -> None:
         tunnel = TunnelObject.from_body(body)
         users = await services_using_tunnel(
             memo.ctx, tunnel.namespace, tunnel.name, tunnel.status.tunnel_id
@@ -123,7 +133,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         _finish(body, patch, outcome)
 
     @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)
-    async def connector_changed(body: kopf.Body, memo: OperatorMemo, type: str | None, **_: Any) -> None:  # noqa: A002
+    async def connector_changed(
+        body: kopf.Body, memo: OperatorMemo, type: str | None, **_: Any
+    ) -> None:
         tunnel_name = body["metadata"].get("labels", {}).get(names.LABEL_TUNNEL)
         if tunnel_name and type in (None, "ADDED", "MODIFIED", "DELETED"):
             await reconcile_by_name(memo, body["metadata"]["namespace"], tunnel_name)

@@ -20,9 +20,9 @@ from cftunnel_operator.handlers import tunnel as tunnel_handlers
 from cftunnel_operator.handlers.memo import OperatorMemo
 from cftunnel_operator.handlers.status import post_events, status_changes
 from cftunnel_operator.kube.client import resource_type
-from cftunnel_operator.reconcile.tunnel import Mode
 from cftunnel_operator.reconcile.vpcservice import (
     PERIODIC_CHECK_COST,
+    Sync,
     VPCServiceObject,
     VPCServiceOutcome,
     finalize_vpcservice,
@@ -55,7 +55,7 @@ def tunnel_fingerprint(body: Mapping[str, Any] | None) -> tuple[Any, ...] | None
 
 
 async def reconcile_by_name(
-    memo: OperatorMemo, namespace: str, name: str, mode: Mode
+    memo: OperatorMemo, namespace: str, name: str, sync: Sync
 ) -> VPCServiceOutcome | None:
     """Reconcile the VPCService as it is now; None when it is gone or being deleted."""
     ctx = memo.ctx
@@ -68,7 +68,7 @@ async def reconcile_by_name(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         service = VPCServiceObject.from_body(body)
-        outcome = await reconcile_vpcservice(ctx, service, mode)
+        outcome = await reconcile_vpcservice(ctx, service, sync)
         changes = status_changes(body.get("status"), outcome.status.to_body())
         if changes:
             await ctx.kube.merge_patch(
@@ -80,10 +80,10 @@ async def reconcile_by_name(
     return outcome
 
 
-async def _run(memo: OperatorMemo, body: Mapping[str, Any], mode: Mode) -> None:
+async def _run(memo: OperatorMemo, body: Mapping[str, Any], sync: Sync) -> None:
     """A change handler's or the timer's run; retries through Kopf when not converged."""
     meta = body["metadata"]
-    outcome = await reconcile_by_name(memo, meta["namespace"], meta["name"], mode)
+    outcome = await reconcile_by_name(memo, meta["namespace"], meta["name"], sync)
     if outcome is not None and outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
@@ -102,15 +102,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             return None
         return {tunnel: (body["metadata"]["namespace"], body["metadata"]["name"])}
 
-    @kopf.on.resume(*kind, registry=registry, id="vpcservice")
-    @kopf.on.create(*kind, registry=registry, id="vpcservice")
-    async def vpcservice_created(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
-        await _run(memo, body, Mode.FULL)
+    @kopf.on.resume(*kind, registry=registry, id="vpcservice-resume")
+    async def vpcservice_resumed(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+        # After a restart: look at Cloudflare too, it may have changed meanwhile.
+        await _run(memo, body, Sync.VERIFY)
 
-    @kopf.on.update(*kind, registry=registry, id="vpcservice-update")
-    async def vpcservice_updated(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
-        # A full run: a changed body is sent with one PUT, an unchanged one is read back.
-        await _run(memo, body, Mode.FULL)
+    @kopf.on.create(*kind, registry=registry, id="vpcservice")
+    @kopf.on.update(*kind, registry=registry, id="vpcservice")
+    async def vpcservice_changed(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+        # A new object costs one create, a changed one one PUT, a label change nothing.
+        await _run(memo, body, Sync.CHANGES)
 
     @kopf.timer(
         *kind,
@@ -129,7 +130,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Pace checks per account: a skipped check runs at its next tick.
         if not allowance.try_take(str(status.get("accountId") or ""), PERIODIC_CHECK_COST):
             return
-        await _run(memo, body, Mode.FULL)
+        await _run(memo, body, Sync.VERIFY)
 
     @kopf.on.delete(*kind, registry=registry, id="vpcservice-cleanup")
     async def vpcservice_deleted(
@@ -164,4 +165,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Kopf injects every index by its id.
         index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs[INDEX]
         for namespace, name in list(index.get(key, ())):
-            await reconcile_by_name(memo, namespace, name, Mode.KUBE_ONLY)
+            await reconcile_by_name(memo, namespace, name, Sync.CHANGES)

@@ -136,7 +136,9 @@ class KubeApi:
     async def get(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON:
         return await self._call("GET", rtype.path(namespace, name))
 
-    async def get_or_none(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON | None:
+    async def get_or_none(
+        self, rtype: ResourceType, namespace: str | None, name: str
+    ) -> JSON | None:
         try:
             return await self.get(rtype, namespace, name)
         except NotFound:

@@ -10,6 +10,7 @@ Deletion is :func:`finalize_tunnel`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -642,10 +643,8 @@ async def finalize_tunnel(
             if "connection" not in error.message.lower():
                 raise problem_from_cloudflare(error, f"deleting tunnel {tunnel_id}") from None
             # A connector reconnected between the two calls: cascade drops it with the tunnel.
-            try:
+            with contextlib.suppress(NotFoundError):
                 await credentials.client.delete_tunnel(account, tunnel_id, cascade=True)
-            except NotFoundError:
-                pass
     except CloudflareError as error:
         problem = problem_from_cloudflare(error, f"deleting tunnel {tunnel_id}")
         state.set(ConditionType.READY, False, problem.reason, problem.message, warn=True)

@@ -3,9 +3,10 @@ the Workers VPC service on Cloudflare, and report all of it in status with the W
 
 One idempotent function, :func:`reconcile_vpcservice`, serves every trigger (create, resume,
 spec change, periodic drift check, a change of the referenced Tunnel). The same inputs produce
-no writes: status is compared before it is written (by the caller), and a run woken by the
-Tunnel (``Mode.KUBE_ONLY``) calls Cloudflare only when the service it asks for differs from
-the one status says was last sent. Deletion is :func:`finalize_vpcservice`.
+no writes: status is compared before it is written (by the caller), and a run for a change
+(``Sync.CHANGES``) calls Cloudflare only when the service it asks for differs from the one
+status says was last sent; resume and the periodic check (``Sync.VERIFY``) also read the
+service back and undo drift. Deletion is :func:`finalize_vpcservice`.
 
 Cloudflare calls per run: a new object costs exactly one (the create; the service name is
 recorded in status first, so that a crash between create and recording the id is repaired by
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,12 +40,13 @@ from cftunnel_operator.kube.client import KubeError, resource_type
 from cftunnel_operator.reconcile.context import ReconcileContext
 from cftunnel_operator.reconcile.credentials import Credentials, resolve_credentials
 from cftunnel_operator.reconcile.problems import RETRY_OUTAGE, Problem, problem_from_cloudflare
-from cftunnel_operator.reconcile.tunnel import Event, Mode
+from cftunnel_operator.reconcile.tunnel import Event
 from cftunnel_operator.reconcile.vpcservice_body import desired_vpc_service
 
 __all__ = [
     "PERIODIC_CHECK_COST",
     "ResolvedTunnel",
+    "Sync",
     "VPCServiceObject",
     "VPCServiceOutcome",
     "finalize_vpcservice",
@@ -58,6 +61,17 @@ SERVICE = resource_type("v1", "Service")
 
 # Cloudflare calls one periodic check costs when nothing drifted (one read of the service).
 PERIODIC_CHECK_COST = 1
+
+
+class Sync(Enum):
+    """How much a run asks Cloudflare."""
+
+    CHANGES = "changes"
+    """Create, spec change, a change of the Tunnel: send only what status does not show as
+    sent already (nothing at all when nothing changed)."""
+    VERIFY = "verify"
+    """Resume and periodic check: also read the service back, put back edits and recreate it
+    when it was deleted."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +171,7 @@ class _Status:
 
 
 async def reconcile_vpcservice(
-    ctx: ReconcileContext, service: VPCServiceObject, mode: Mode = Mode.FULL
+    ctx: ReconcileContext, service: VPCServiceObject, sync: Sync = Sync.VERIFY
 ) -> VPCServiceOutcome:
     """Bring the Workers VPC service in line with the VPCService's spec; report in status."""
     state = _Status(ctx, service.status, service.generation)
@@ -173,7 +187,7 @@ async def reconcile_vpcservice(
         credentials = await resolve_credentials(
             ctx, service.namespace, service.spec.cloudflare, fallback=resolved.credentials_fallback
         )
-        service_id = await _ensure_service(ctx, service, credentials, desired, mode, state)
+        service_id = await _ensure_service(ctx, service, credentials, desired, sync, state)
     except Problem as problem:
         state.set(problem.condition, False, problem.reason, problem.message, warn=True)
         state.set(ConditionType.READY, False, problem.reason, problem.message)
@@ -373,7 +387,7 @@ def _sent_matches_status(
 
     CloudflareSynced is set True only after a create or replace succeeded (or a read found the
     service as wanted); its observedGeneration says for which spec. With the same tunnel id,
-    name and account, the body is the same, so a run woken by the Tunnel needs no call.
+    name and account, the body is the same, so a run for a change needs no call.
     """
     status = service.status
     synced = find_condition(status.conditions, ConditionType.CLOUDFLARE_SYNCED)
@@ -393,7 +407,7 @@ async def _ensure_service(
     service: VPCServiceObject,
     credentials: Credentials,
     desired: ServiceRequest,
-    mode: Mode,
+    sync: Sync,
     state: _Status,
 ) -> str:
     """Create, replace or check the Workers VPC service; return its id."""
@@ -403,8 +417,8 @@ async def _ensure_service(
     known_id = status.service_id if status.account_id == account else None
     observed: VPCService | None = None
     try:
-        if known_id and up_to_date and mode is Mode.KUBE_ONLY:
-            # Nothing this service asks for changed: Cloudflare is checked by the timer.
+        if known_id and up_to_date and sync is Sync.CHANGES:
+            # Nothing this service asks for changed: drift is the periodic check's business.
             return known_id
         if known_id and not up_to_date:
             # The spec (or the tunnel) changed: PUT replaces the whole object, no read needed.

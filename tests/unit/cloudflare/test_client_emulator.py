@@ -195,6 +195,19 @@ async def test_tunnel_lifecycle(account: Account, admin: AdminClient) -> None:
         await client.get_tunnel_token(account_id, tunnel.id)
 
 
+async def test_rename_tunnel(account: Account) -> None:
+    client, account_id = account.client, account.account_id
+    created = await client.create_tunnel(account_id, "before")
+    renamed = await client.rename_tunnel(account_id, created.tunnel.id, "after")
+    assert (renamed.id, renamed.name) == (created.tunnel.id, "after")
+    assert await client.find_tunnel(account_id, "before") is None
+    # The secret is untouched: the run token still works for the renamed tunnel.
+    assert await client.get_tunnel_token(account_id, created.tunnel.id) == created.token
+    await client.create_tunnel(account_id, "taken")
+    with pytest.raises(ConflictError):
+        await client.rename_tunnel(account_id, created.tunnel.id, "taken")
+
+
 async def test_delete_with_cascade_removes_a_connected_tunnel(
     account: Account, admin: AdminClient
 ) -> None:

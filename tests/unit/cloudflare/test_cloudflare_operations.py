@@ -224,6 +224,23 @@ async def test_list_tunnels_passes_filters(make_harness: MakeHarness) -> None:
     assert "name" not in params
 
 
+async def test_rename_tunnel_patches_the_name_only(make_harness: MakeHarness) -> None:
+    harness = make_harness(lambda request: ok(tunnel_json(name="edge-office-2")))
+    renamed = await harness.client().rename_tunnel(ACCOUNT, TUNNEL_ID, "edge-office-2")
+    assert renamed.name == "edge-office-2"
+    (request,) = harness.seen
+    assert (request.method, request.url.path) == ("PATCH", f"{TUNNELS}/{TUNNEL_ID}")
+    assert request_json(request) == {"name": "edge-office-2"}
+    assert harness.observer.operations == ["tunnels.edit"]
+
+
+async def test_rename_is_retried_like_an_idempotent_request(make_harness: MakeHarness) -> None:
+    answers = [failure(502, 1, "bad gateway"), ok(tunnel_json(name="again"))]
+    harness = make_harness(lambda request: answers.pop(0))
+    await harness.client().rename_tunnel(ACCOUNT, TUNNEL_ID, "again")
+    assert [r.method for r in harness.seen] == ["PATCH", "PATCH"]
+
+
 @pytest.mark.parametrize(("cascade", "query"), [(False, ""), (True, "cascade=true")])
 async def test_delete_tunnel(make_harness: MakeHarness, cascade: bool, query: str) -> None:
     harness = make_harness(lambda request: ok(tunnel_json(deleted_at="2025-01-01T00:00:00Z")))
@@ -425,6 +442,7 @@ async def test_every_operation_name_is_a_stable_one(make_harness: MakeHarness) -
     await client.create_tunnel(ACCOUNT, "edge-office")
     await client.get_tunnel(ACCOUNT, TUNNEL_ID)
     await client.find_tunnel(ACCOUNT, "edge-office")
+    await client.rename_tunnel(ACCOUNT, TUNNEL_ID, "edge-office")
     await client.get_tunnel_token(ACCOUNT, TUNNEL_ID)
     await client.list_connectors(ACCOUNT, TUNNEL_ID)
     await client.drop_connections(ACCOUNT, TUNNEL_ID)

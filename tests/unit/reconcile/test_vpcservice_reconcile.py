@@ -17,8 +17,8 @@ from cftunnel_operator.cloudflare import CloudflareClients
 from cftunnel_operator.config import OperatorConfig
 from cftunnel_operator.kube.client import NotFound, ResourceType
 from cftunnel_operator.reconcile.context import ReconcileContext
-from cftunnel_operator.reconcile.tunnel import Mode
 from cftunnel_operator.reconcile.vpcservice import (
+    Sync,
     VPCServiceObject,
     VPCServiceOutcome,
     finalize_vpcservice,
@@ -172,7 +172,7 @@ def kube_of(ctx: ReconcileContext) -> FakeKube:
 
 
 async def run(
-    ctx: ReconcileContext, body: dict[str, Any], mode: Mode = Mode.FULL
+    ctx: ReconcileContext, body: dict[str, Any], sync: Sync = Sync.VERIFY
 ) -> tuple[VPCServiceOutcome, dict[str, Any]]:
     """One run as the handlers do it: read the stored object, reconcile, write the status."""
     kube = kube_of(ctx)
@@ -181,7 +181,7 @@ async def run(
     if key not in kube.objects:
         kube.put(VPCSERVICES, body)
     stored = copy.deepcopy(kube.objects[key])
-    outcome = await reconcile_vpcservice(ctx, VPCServiceObject.from_body(stored), mode)
+    outcome = await reconcile_vpcservice(ctx, VPCServiceObject.from_body(stored), sync)
     kube.objects[key]["status"] = outcome.status.to_body()
     return outcome, copy.deepcopy(kube.objects[key])
 
@@ -233,9 +233,9 @@ async def test_unchanged_runs_make_no_writes(
     _, first = await run(ctx, vpcservice())
     writes = kube_of(ctx).writes
     since = admin.last_seq()
-    outcome, second = await run(ctx, first, Mode.KUBE_ONLY)
+    outcome, second = await run(ctx, first, Sync.CHANGES)
     assert service_ops(admin, account_id, since) == []
-    outcome, third = await run(ctx, second, Mode.FULL)
+    outcome, third = await run(ctx, second, Sync.VERIFY)
     assert service_ops(admin, account_id, since) == ["vpc_services.get"]
     assert third["status"] == first["status"]
     assert outcome.events == []
@@ -286,7 +286,7 @@ async def test_tunnel_recreated_with_new_id_replaces_the_service_when_woken(
     _, obj = await run(ctx, vpcservice())
     kube_of(ctx).put(TUNNELS, tunnel(account_id, tunnel_id=NEW_TUNNEL_ID))
     since = admin.last_seq()
-    _, after = await run(ctx, obj, Mode.KUBE_ONLY)
+    _, after = await run(ctx, obj, Sync.CHANGES)
     assert service_ops(admin, account_id, since) == ["vpc_services.replace"]
     assert admin.vpc_services(account_id)[0]["host"]["network"]["tunnel_id"] == NEW_TUNNEL_ID
     assert after["status"]["tunnelId"] == NEW_TUNNEL_ID
