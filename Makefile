@@ -44,6 +44,16 @@ typecheck: install ## Type-check with mypy in strict mode
 	$(BIN)/mypy
 	$(BIN)/mypy --strict hack/chart-readme.py
 
+##@ Running
+
+.PHONY: demo
+demo: install controlplane ## Show the operator at work: local control plane + Cloudflare emulator + examples/demo (DEMO_ARGS=--keep keeps it running)
+	$(PY) -m cftunnel_devtools.demo $(DEMO_ARGS)
+
+.PHONY: run
+run: install ## Run the operator against the current kubeconfig (configure it with CFTUNNEL_* variables)
+	$(PY) -m cftunnel_operator
+
 ##@ Testing
 
 .PHONY: controlplane

@@ -8,6 +8,8 @@ status could make a second create), reconciles, and writes only the status that 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +36,9 @@ __all__ = ["register", "tunnel_fingerprint"]
 
 VPCSERVICE = resource_type(names.API_VERSION, names.VPCSERVICE_KIND)
 INDEX = "vpcservices_by_tunnel"
+# VPCServices reconciled at once when their Tunnel changes (each still waits for the rate
+# budget of its token); Kopf handles the Tunnel's own events after this handler returns.
+WAKE_CONCURRENCY = 8
 # Last seen fingerprint per Tunnel (namespace, name), to wake its VPCServices only on changes
 # that matter to them and not on every connector readiness update.
 _TUNNEL_FINGERPRINTS = "tunnel_fingerprints"
@@ -136,10 +141,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def vpcservice_deleted(
         body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
     ) -> None:
-        service = VPCServiceObject.from_body(body)
-        async with memo.ctx.lock(service.uid):
+        meta = body["metadata"]
+        async with memo.ctx.lock(meta["uid"]):
+            # The freshest status: a run may have recorded a service after this event's body.
+            fresh = await memo.ctx.kube.get_or_none(VPCSERVICE, meta["namespace"], meta["name"])
+            current = fresh if fresh is not None else body
+            service = VPCServiceObject.from_body(current)
             outcome = await finalize_vpcservice(memo.ctx, service)
-        for key, value in status_changes(body.get("status"), outcome.status.to_body()).items():
+        for key, value in status_changes(current.get("status"), outcome.status.to_body()).items():
             patch.status[key] = value
         post_events(body, outcome.events)
         if outcome.retry_after is not None:
@@ -150,7 +159,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.event(*tunnels, registry=registry, id="vpcservices-of-tunnel")
     async def tunnel_changed(
-        body: kopf.Body, memo: OperatorMemo, type: str | None, **kwargs: Any
+        body: kopf.Body,
+        memo: OperatorMemo,
+        type: str | None,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **kwargs: Any,
     ) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         seen: dict[tuple[str, str], Any] = memo.extras.setdefault(_TUNNEL_FINGERPRINTS, {})
@@ -164,5 +177,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             return
         # Kopf injects every index by its id.
         index: kopf.Index[tuple[str, str], tuple[str, str]] = kwargs[INDEX]
-        for namespace, name in list(index.get(key, ())):
-            await reconcile_by_name(memo, namespace, name, Sync.CHANGES)
+        users = sorted(index.get(key, ()))
+        limit = asyncio.Semaphore(WAKE_CONCURRENCY)
+
+        async def wake(namespace: str, name: str) -> None:
+            async with limit:
+                await reconcile_by_name(memo, namespace, name, Sync.CHANGES)
+
+        results = await asyncio.gather(*(wake(*user) for user in users), return_exceptions=True)
+        for (namespace, name), result in zip(users, results, strict=True):
+            if isinstance(result, Exception):
+                # Its own handlers retry it; this wake-up only made it sooner.
+                logger.warning(
+                    "could not reconcile VPCService %s/%s after its Tunnel changed: %s",
+                    namespace,
+                    name,
+                    result,
+                )
