@@ -162,7 +162,7 @@ def operator(
         yield process
     finally:
         process.stop()
-        if os.environ.get("CFTUNNEL_KEEP_LOGS"):
+        if os.environ.get("PRINT_OPERATOR_LOGS"):
             print(process.log_text())
 
 

@@ -177,7 +177,11 @@ class ControlPlane:
         """Stop and start kube-apiserver on the same port (for fault tests)."""
         process = next(p for p in self._processes if p.name == "kube-apiserver")
         process.popen.send_signal(signal.SIGTERM)
-        process.popen.wait(timeout=30)
+        try:
+            process.popen.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait(timeout=10)
         self._processes.remove(process)
         self._start_apiserver(self._apiserver_port)
         self._wait_apiserver_ready()

@@ -122,7 +122,7 @@ NAMESPACED_GRANTS = (
     _expand("cftunnel.dev", "tunnels vpcservices", "get list watch patch update")
     | _expand("cftunnel.dev", "tunnels/status vpcservices/status", "get patch update")
     | _expand("cftunnel.dev", "tunnels/finalizers vpcservices/finalizers", "update")
-    | _expand("", "secrets configmaps", ALL)
+    | _expand("", "secrets", ALL)
     | _expand("", "services", "get list watch")
     | _expand("apps", "deployments", ALL)
     | _expand("apps", "deployments/scale", "get patch update")
@@ -137,7 +137,7 @@ CLUSTER_GRANTS = _expand("apiextensions.k8s.io", "customresourcedefinitions", "g
     _expand("", "namespaces", "get list watch")
 )
 # The guard's ValidatingAdmissionPolicy (another template of the chart) adds these kinds.
-GUARD_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap"}
+GUARD_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def test_helm_lint_passes(helm: Path) -> None:

@@ -2,15 +2,15 @@
 by helm refuse (Enforce) or warn about (Warn) autoscalers and scale changes aimed at a cloudflared
 Deployment, and leave everything else alone.
 
-The guarded namespace holds what the operator would write for a Tunnel, built by the operator's
-own builders (``cftunnel_operator.kube.children``): token Secret, Deployment, PodDisruptionBudget
-and the guard ConfigMap the policies read as their parameter. Owner references are left out, as
-there is no Tunnel object (the garbage collector would remove the children), and the namespace
-does not use the ``t-`` prefix, so that the session's operator never acts on it.
+The guarded namespace holds two Tunnels (the policies' parameters) and, for each, what the
+operator would write, built by the operator's own builders (``cftunnel_operator.kube.children``):
+token Secret, Deployment and PodDisruptionBudget, owned by the Tunnel. The namespace does not use
+the ``t-`` prefix, so the session's operator never acts on it.
 
 The policies are cluster-scoped. Each test class installs them under its own Helm release name,
 and the bindings are narrowed to the class's namespace so that they never affect other tests;
-they are deleted when the class ends.
+they are deleted when the class ends. The Warn class therefore also proves that the guard works
+again after it was uninstalled and reinstalled.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ import pytest
 import yaml
 
 from cftunnel_devtools.controlplane import ControlPlane, repo_root, wait_until
-from cftunnel_operator.api.names import FIELD_MANAGER
+from cftunnel_operator.api.names import API_VERSION, FIELD_MANAGER, GROUP, TUNNEL_KIND
 from cftunnel_operator.api.tunnel import ConnectorSpec
 from cftunnel_operator.kube.children import (
     OwnerRef,
     deployment_name,
     desired_deployment,
-    desired_guard_configmap,
     desired_pdb,
     desired_token_secret,
     token_hash,
@@ -70,9 +69,9 @@ AUTOSCALER_CRDS = {
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def apply(controlplane: ControlPlane, *objects: dict[str, Any], **kwargs: Any) -> None:
+def apply(controlplane: ControlPlane, *objects: dict[str, Any]) -> CompletedProcess[str]:
     document = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-    controlplane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(document), **kwargs)
+    return controlplane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(document))
 
 
 def create(
@@ -170,11 +169,6 @@ def replicas(controlplane: ControlPlane, namespace: str, name: str) -> int:
     return int(out)
 
 
-def without_owner(obj: dict[str, Any]) -> dict[str, Any]:
-    obj["metadata"].pop("ownerReferences", None)
-    return obj
-
-
 def install_autoscaler_crds(controlplane: ControlPlane) -> None:
     """Install the minimal CRDs unless the cluster already has these kinds."""
     for crd_name, (group, version, kind, plural) in AUTOSCALER_CRDS.items():
@@ -220,22 +214,13 @@ def render_guard(controlplane: ControlPlane, release: str, namespace: str, mode:
     """The guard policies as the chart renders them, bindings narrowed to ``namespace``."""
     server = json.loads(controlplane.kubectl("version", "-o", "json").stdout)["serverVersion"]
     rendered = controlplane.helm(
-        "template",
-        release,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--kube-version",
-        server["gitVersion"],
-        "--show-only",
-        "templates/guard-policy.yaml",
-        "--set",
-        f"guard.mode={mode}",
-        "--set",
-        f"serviceAccount.name={OPERATOR_SA}",
-        "--set-json",
-        f'guard.exemptUsernames=["system:serviceaccount:{namespace}:{EXEMPT_SA}"]',
-    ).stdout
+        "template", release, str(CHART), "--namespace", namespace,
+        "--kube-version", server["gitVersion"],
+        "--show-only", "templates/guard-policy.yaml",
+        "--set", f"guard.mode={mode}",
+        "--set", f"serviceAccount.name={OPERATOR_SA}",
+        "--set-json", f'guard.exemptUsernames=["system:serviceaccount:{namespace}:{EXEMPT_SA}"]',
+    ).stdout  # fmt: skip
     items = [doc for doc in yaml.safe_load_all(rendered) if doc]
     kinds = sorted(item["kind"] for item in items)
     assert kinds == ["ValidatingAdmissionPolicy"] * 4 + ["ValidatingAdmissionPolicyBinding"] * 4
@@ -245,6 +230,20 @@ def render_guard(controlplane: ControlPlane, release: str, namespace: str, mode:
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
             }
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def create_tunnel(controlplane: ControlPlane, namespace: str, name: str) -> OwnerRef:
+    """A Tunnel object; no operator watches this namespace, so it only serves as a parameter."""
+    tunnel = {
+        "apiVersion": API_VERSION,
+        "kind": TUNNEL_KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"connector": {"replicas": 2}},
+    }
+    created = json.loads(
+        controlplane.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(tunnel)).stdout
+    )
+    return OwnerRef(name, namespace, created["metadata"]["uid"])
 
 
 @dataclass(frozen=True)
@@ -262,59 +261,40 @@ class Guarded:
 
 def setup_namespace(controlplane: ControlPlane, namespace: str) -> Guarded:
     controlplane.kubectl("create", "namespace", namespace)
-    # The cloudflared pods must pass Pod Security "restricted".
+    # The cloudflared pods must pass Pod Security "restricted": enforced on the pods, and warned
+    # about on the Deployment (the warn level also checks workload templates).
     controlplane.kubectl(
-        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
-    )
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )  # fmt: skip
     for name in (OPERATOR_SA, EXEMPT_SA, SCALER_SA):
         controlplane.kubectl("create", "serviceaccount", name, "-n", namespace)
     controlplane.kubectl(
-        "create",
-        "role",
-        "scale-deployments",
-        "-n",
-        namespace,
-        "--verb=get,list,watch,patch,update",
-        "--resource=deployments,deployments.apps/scale",
-    )
+        "create", "role", "scale-deployments", "-n", namespace,
+        "--verb=get,list,watch,patch,update", "--resource=deployments,deployments.apps/scale",
+    )  # fmt: skip
     for name in (OPERATOR_SA, EXEMPT_SA, SCALER_SA):
         controlplane.kubectl(
-            "create",
-            "rolebinding",
-            f"scale-deployments-{name}",
-            "-n",
-            namespace,
-            "--role=scale-deployments",
-            f"--serviceaccount={namespace}:{name}",
-        )
+            "create", "rolebinding", f"scale-deployments-{name}", "-n", namespace,
+            "--role=scale-deployments", f"--serviceaccount={namespace}:{name}",
+        )  # fmt: skip
 
     for tunnel, count in ((TUNNEL, 2), (SPARE_TUNNEL, 1)):
-        owner = OwnerRef(tunnel, namespace, uid="00000000-0000-0000-0000-000000000000")
+        owner = create_tunnel(controlplane, namespace, tunnel)
         token = secrets.token_urlsafe(32)
-        apply(
+        applied = apply(
             controlplane,
-            without_owner(desired_token_secret(owner, token)),
-            without_owner(
-                desired_deployment(
-                    owner,
-                    ConnectorSpec(),
-                    image=IMAGE,
-                    token_hash=token_hash(token),
-                    replicas=count,
-                )
+            desired_token_secret(owner, token),
+            desired_deployment(
+                owner, ConnectorSpec(), image=IMAGE, token_hash=token_hash(token), replicas=count
             ),
-            without_owner(desired_pdb(owner)),
-            without_owner(desired_guard_configmap(owner, deployment_name(tunnel))),
+            desired_pdb(owner),
         )
+        # Pod Security warns about a Deployment whose pods it would refuse.
+        assert "PodSecurity" not in applied.stderr, applied.stderr
     controlplane.kubectl(
-        "create",
-        "deployment",
-        UNGUARDED,
-        "-n",
-        namespace,
-        "--image=registry.invalid/web:1",
-        "--replicas=1",
-    )
+        "create", "deployment", UNGUARDED, "-n", namespace, "--image=registry.invalid/web:1",
+    )  # fmt: skip
 
     guarded = Guarded(
         namespace=namespace,
@@ -364,8 +344,11 @@ def wait_for_guard(controlplane: ControlPlane, guarded: Guarded, mode: str) -> N
 
 
 @pytest.fixture(scope="class")
-def guard(request: pytest.FixtureRequest, controlplane: ControlPlane) -> Iterator[Guarded]:
-    """The guard policies in the mode the class names, and a namespace they guard."""
+def guard(
+    request: pytest.FixtureRequest, controlplane: ControlPlane, crds: list[str]
+) -> Iterator[Guarded]:
+    """The guard policies in the mode the class names, and a namespace they guard (``crds``:
+    the Tunnel CRD, whose objects are the policies' parameters)."""
     mode: str = request.cls.MODE
     suffix = secrets.token_hex(3)
     namespace = f"guard-{mode.lower()}-{suffix}"
@@ -492,11 +475,18 @@ class TestEnforce:
         self, controlplane: ControlPlane, guard: Guarded
     ) -> None:
         target = replicas(controlplane, guard.namespace, CONNECTOR) + 1
-        owner = OwnerRef(TUNNEL, guard.namespace, uid="00000000-0000-0000-0000-000000000000")
-        desired = without_owner(
-            desired_deployment(
-                owner, ConnectorSpec(), image=IMAGE, token_hash="0" * 16, replicas=target
-            )
+        uid = controlplane.kubectl(
+            "get",
+            f"tunnels.{GROUP}",
+            TUNNEL,
+            "-n",
+            guard.namespace,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ).stdout
+        owner = OwnerRef(TUNNEL, guard.namespace, uid)
+        desired = desired_deployment(
+            owner, ConnectorSpec(), image=IMAGE, token_hash="0" * 16, replicas=target
         )
         # As the operator applies: its field manager, taking spec.replicas back (force) from
         # whoever scaled before.
@@ -516,9 +506,10 @@ class TestEnforce:
     def test_controllers_keep_working_on_guarded_deployments(
         self, controlplane: ControlPlane, guard: Guarded
     ) -> None:
-        # The Deployment controller rolls out and reports status (pods pass Pod Security
-        # "restricted"), and the garbage collector finishes a foreground deletion, which
-        # updates the guarded Deployment's metadata.
+        """The Deployment controller rolls out and reports status (the pods pass Pod Security
+        "restricted"), and the garbage collector removes the children of a deleted Tunnel.
+        Runs last in the class: it deletes the spare Tunnel."""
+
         def available() -> bool:
             status: dict[str, Any] = json.loads(
                 controlplane.kubectl(
@@ -529,19 +520,19 @@ class TestEnforce:
 
         wait_until(available, timeout=60, what=f"{SPARE_CONNECTOR} to become available")
         controlplane.kubectl(
-            "delete",
-            "deployment",
-            SPARE_CONNECTOR,
-            "-n",
-            guard.namespace,
-            "--cascade=foreground",
-            "--timeout=60s",
-        )
+            "delete", f"tunnels.{GROUP}", SPARE_TUNNEL, "-n", guard.namespace,
+            "--cascade=foreground", "--timeout=60s",
+        )  # fmt: skip
         selector = f"app.kubernetes.io/instance={SPARE_TUNNEL}"
-        pods = controlplane.kubectl(
-            "get", "pods", "-n", guard.namespace, "-l", selector, "-o", "name"
-        )
-        assert pods.stdout.strip() == ""
+
+        def collected() -> bool:
+            left = controlplane.kubectl(
+                "get", "deployments,replicasets,pods,secrets,poddisruptionbudgets",
+                "-n", guard.namespace, "-l", selector, "-o", "name",
+            )  # fmt: skip
+            return left.stdout.strip() == ""
+
+        wait_until(collected, timeout=60, what=f"the children of Tunnel {SPARE_TUNNEL} to go")
 
 
 # --- Warn ---------------------------------------------------------------------------------------

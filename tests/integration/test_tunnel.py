@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from cftunnel_devtools.controlplane import ControlPlane
+from cftunnel_devtools.controlplane import ControlPlane, repo_root
 from cftunnel_devtools.processes import OperatorProcess
 from cftunnel_devtools.testing import (
     apply,
@@ -326,17 +328,48 @@ def test_delete_policy_drops_connections_scales_to_zero_then_deletes(
     tunnel_id = tunnel["status"]["tunnelId"]
     cf_account.admin.connect(cf_account.account_id, tunnel_id, count=2)
     last_seq = cf_account.admin.last_seq()
-    controlplane.kubectl("delete", TUNNELS, "office", "-n", namespace, "--timeout=60s")
+    # Watch the Deployment while the Tunnel is deleted, noting when its pods were all gone.
+    watch = subprocess.Popen(
+        [
+            str(controlplane.bin_dir / "kubectl"),
+            f"--kubeconfig={controlplane.kubeconfig}",
+            "get",
+            "deployment",
+            "office-cloudflared",
+            "-n",
+            namespace,
+            "--watch",
+            "-o",
+            'jsonpath={.spec.replicas}/{.status.replicas}{"\\n"}',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stopped_at: list[float] = []
+
+    def note_stop() -> None:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            if line.strip() in ("0/", "0/0") and not stopped_at:
+                stopped_at.append(time.time())
+
+    reader = threading.Thread(target=note_stop, daemon=True)
+    reader.start()
+    try:
+        controlplane.kubectl("delete", TUNNELS, "office", "-n", namespace, "--timeout=60s")
+    finally:
+        watch.terminate()
     assert live_tunnels(cf_account) == []
-    operations = [
-        r["operation"]
+    writes = [
+        r
         for r in cf_account.admin.requests(account_id=cf_account.account_id, since_seq=last_seq)
         if r["method"] in WRITE_METHODS
     ]
+    operations = [r["operation"] for r in writes]
     assert operations.index("tunnels.connections.delete") < operations.index("tunnels.delete")
-    # The connector was scaled to zero before the connections were dropped: the Deployment's
-    # scale is recorded in its managed fields by then, and the Deployment is gone afterwards.
-    wait_for(lambda: not deployment(controlplane, namespace), timeout=30, what="Deployment gone")
+    dropped_at = next(r["time"] for r in writes if r["operation"] == "tunnels.connections.delete")
+    assert stopped_at, "the connector was scaled to zero"
+    assert stopped_at[0] <= dropped_at, "connections were dropped only after the pods stopped"
 
 
 def test_retain_policy_keeps_the_cloudflare_tunnel(
@@ -444,3 +477,70 @@ def test_drift_on_cloudflare_is_put_back(
 
     wait_for(rolled, timeout=30, what="the pods rolled onto the new token")
     wait_for_event(controlplane, namespace, "TunnelDeleted")
+
+
+def test_enforce_mode_refuses_scale_and_hpa_on_an_operator_managed_connector(
+    controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
+) -> None:
+    """The chart's guard in Enforce mode, with the Tunnel the operator manages as parameter."""
+    from test_guard_policy import hpa, refused_by_guard, scale
+
+    create_ready_tunnel(controlplane, namespace, cf_account)
+    controlplane.kubectl("create", "serviceaccount", "scaler", "-n", namespace)
+    controlplane.kubectl(
+        "create", "role", "scaler", "-n", namespace, "--verb=get,list,patch,update,create",
+        "--resource=deployments,deployments.apps/scale,horizontalpodautoscalers.autoscaling",
+    )  # fmt: skip
+    controlplane.kubectl(
+        "create", "rolebinding", "scaler", "-n", namespace, "--role=scaler",
+        f"--serviceaccount={namespace}:scaler",
+    )  # fmt: skip
+    scaler = controlplane.service_account_kubeconfig(namespace, "scaler")
+    release = f"guard-{namespace}"[:53]
+    server = json.loads(controlplane.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    rendered = controlplane.helm(
+        "template", release, str(repo_root() / "charts" / "cftunnel-operator"), "--namespace", "cftunnel-system",
+        "--kube-version", server["gitVersion"], "--show-only", "templates/guard-policy.yaml",
+        "--set", "guard.mode=Enforce", "--set-json", 'guard.exemptUsernames=["cftunnel-admin"]',
+    ).stdout  # fmt: skip
+    import yaml
+
+    items = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    for item in items:
+        if item["kind"] == "ValidatingAdmissionPolicyBinding":
+            # Narrowed to this test's namespace: policies are cluster-wide.
+            item["spec"]["matchResources"] = {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            }
+    policies = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    try:
+        controlplane.kubectl("apply", "--server-side", "-f", "-", input=policies)
+
+        def refused() -> bool:
+            attempt = scale(
+                controlplane, namespace, "office-cloudflared", 5, kubeconfig=scaler, dry_run=True
+            )
+            return refused_by_guard(attempt)
+
+        wait_for(refused, timeout=60, what="the guard to refuse kubectl scale")
+        attempt = scale(controlplane, namespace, "office-cloudflared", 5, kubeconfig=scaler)
+        assert attempt.returncode != 0
+        assert "spec.connector.replicas" in attempt.stderr
+        created = controlplane.kubectl(
+            "create", "-f", "-", kubeconfig=scaler, check=False,
+            input=json.dumps(hpa(namespace, "cloudflared", "office-cloudflared")),
+        )  # fmt: skip
+        assert refused_by_guard(created), created.stderr
+        assert "office" in created.stderr
+        # The operator itself still changes the replica count through the Tunnel.
+        controlplane.kubectl(
+            "patch", TUNNELS, "office", "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"connector": {"replicas": 3}}}',
+        )  # fmt: skip
+        wait_for(
+            lambda: deployment(controlplane, namespace)["spec"]["replicas"] == 3,
+            timeout=30,
+            what="the operator's own scale to 3",
+        )
+    finally:
+        controlplane.kubectl("delete", "--ignore-not-found", "-f", "-", input=policies, check=False)

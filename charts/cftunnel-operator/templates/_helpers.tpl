@@ -107,10 +107,6 @@ when every namespace is watched, a Role in each watched namespace otherwise.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, update, delete]
-# Parameters of the autoscaler guard.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, patch, update, delete]
 # Kubernetes Services that VPCServices target.
 - apiGroups: [""]
   resources: [services]

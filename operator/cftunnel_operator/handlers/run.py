@@ -19,6 +19,7 @@ from cftunnel_operator import __version__
 from cftunnel_operator.api import names
 from cftunnel_operator.cloudflare import CloudflareClients
 from cftunnel_operator.config import ConfigError, OperatorConfig
+from cftunnel_operator.handlers import metrics as metrics_handlers
 from cftunnel_operator.handlers import tunnel as tunnel_handlers
 from cftunnel_operator.handlers import vpcservice as vpcservice_handlers
 from cftunnel_operator.handlers.logging import configure_logging
@@ -47,6 +48,7 @@ def _kubernetes_client() -> Any:
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """All handlers of the operator, registered for these settings."""
     registry = kopf.OperatorRegistry()
+    metrics = metrics_handlers.OperatorMetrics()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -74,7 +76,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             headers={"User-Agent": f"cftunnel-operator/{__version__}"},
         )
         memo.extras["http"] = http
-        memo.context = ReconcileContext(
+        memo.context = context = ReconcileContext(
             config=config,
             kube=KubeApi(_kubernetes_client(), names.FIELD_MANAGER),
             clouds=CloudflareClients(
@@ -82,14 +84,18 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 config.cloudflare_api_url,
                 rate_limit=config.rate_limit,
                 window_seconds=config.rate_window_seconds,
+                observer=metrics,
             ),
         )
+        metrics.track(budgets=context.clouds.budgets, kube_writes=lambda: context.kube.writes)
         logger.info(
-            "cftunnel-operator %s started: Cloudflare API %s, namespaces %s, guard %s",
+            "cftunnel-operator %s started: Cloudflare API %s, namespaces %s, guard %s, "
+            "metrics on port %d",
             __version__,
             config.cloudflare_api_url,
             ",".join(config.watch_namespaces) or "all",
             config.guard_mode.value,
+            config.metrics_port,
         )
 
     @kopf.on.cleanup(registry=registry)
@@ -100,6 +106,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     tunnel_handlers.register(registry, config)
     vpcservice_handlers.register(registry, config)
+    metrics_handlers.register(registry, config, metrics)
     return registry
 
 

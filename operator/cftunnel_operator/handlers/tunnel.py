@@ -17,6 +17,7 @@ import kopf
 from cftunnel_operator.api import names
 from cftunnel_operator.config import OperatorConfig
 from cftunnel_operator.handlers.memo import OperatorMemo
+from cftunnel_operator.handlers.metrics import metered
 from cftunnel_operator.handlers.status import post_events, status_changes
 from cftunnel_operator.kube import children
 from cftunnel_operator.kube.client import NotFound, resource_type
@@ -51,7 +52,7 @@ async def _reconcile_body(
 ) -> None:
     tunnel = TunnelObject.from_body(body)
     async with memo.ctx.lock(tunnel.uid):
-        outcome = await reconcile_tunnel(memo.ctx, tunnel, mode)
+        outcome = await metered(memo, names.TUNNEL_KIND, reconcile_tunnel(memo.ctx, tunnel, mode))
     _finish(body, patch, outcome)
 
 
@@ -68,7 +69,9 @@ async def reconcile_by_name(memo: OperatorMemo, namespace: str, name: str) -> No
     if not tunnel.status.tunnel_id:
         return  # Not created yet: the change handlers own the first run.
     async with ctx.lock(tunnel.uid):
-        outcome = await reconcile_tunnel(ctx, tunnel, Mode.KUBE_ONLY)
+        outcome = await metered(
+            memo, names.TUNNEL_KIND, reconcile_tunnel(ctx, tunnel, Mode.KUBE_ONLY)
+        )
         changes = status_changes(body.get("status"), outcome.status.to_body())
         if changes:
             await ctx.kube.merge_patch(
@@ -127,7 +130,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             memo.ctx, tunnel.namespace, tunnel.name, tunnel.status.tunnel_id
         )
         async with memo.ctx.lock(tunnel.uid):
-            outcome = await finalize_tunnel(memo.ctx, tunnel, users)
+            outcome = await metered(
+                memo, names.TUNNEL_KIND, finalize_tunnel(memo.ctx, tunnel, users)
+            )
         if outcome.retry_after is None:
             memo.ctx.forget(tunnel.uid)
         _finish(body, patch, outcome)

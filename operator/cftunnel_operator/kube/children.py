@@ -1,5 +1,5 @@
 """The desired children of a Tunnel, built by pure functions: the token Secret, the cloudflared
-Deployment, its PodDisruptionBudget, and the guard ConfigMap the admission policy reads.
+Deployment and its PodDisruptionBudget.
 
 Each builder returns a plain dict ready for server-side apply (``apiVersion``, ``kind``,
 ``metadata`` with name, namespace, labels and a controller owner reference to the Tunnel, and the
@@ -29,7 +29,6 @@ from cftunnel_operator.api.names import (
     selector_labels,
 )
 from cftunnel_operator.api.tunnel import ConnectorSpec
-from cftunnel_operator.kube.guards import GUARD_DATA_DEPLOYMENT, GUARD_DATA_TUNNEL, GUARD_LABEL
 
 __all__ = [
     "CLOUDFLARED_GID",
@@ -45,10 +44,8 @@ __all__ = [
     "default_topology_spread",
     "deployment_name",
     "desired_deployment",
-    "desired_guard_configmap",
     "desired_pdb",
     "desired_token_secret",
-    "guard_configmap_name",
     "pdb_name",
     "token_hash",
     "token_secret_name",
@@ -115,7 +112,8 @@ class OwnerRef:
 
 
 def deployment_name(tunnel: str) -> str:
-    """Name of a Tunnel's cloudflared Deployment."""
+    """Name of a Tunnel's cloudflared Deployment. The chart's admission policy derives the same
+    name from each Tunnel (templates/guard-policy.yaml): change both together."""
     return f"{tunnel}-{NAME_CLOUDFLARED}"
 
 
@@ -127,11 +125,6 @@ def pdb_name(tunnel: str) -> str:
 def token_secret_name(tunnel: str) -> str:
     """Name of the Secret holding a Tunnel's run token."""
     return f"{tunnel}-{NAME_CLOUDFLARED}-token"
-
-
-def guard_configmap_name(tunnel: str) -> str:
-    """Name of the ConfigMap that tells the admission policy which Deployment to guard."""
-    return f"{tunnel}-{NAME_CLOUDFLARED}-guard"
 
 
 def token_hash(token: str) -> str:
@@ -375,17 +368,4 @@ def desired_pdb(tunnel: OwnerRef) -> JSON:
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(tunnel.name)},
         },
-    }
-
-
-def desired_guard_configmap(tunnel: OwnerRef, deployment: str) -> JSON:
-    """The ConfigMap the chart's ValidatingAdmissionPolicy uses as its parameter: it names the
-    Deployment to guard in this namespace (and the Tunnel, for the refusal message)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(
-            tunnel, guard_configmap_name(tunnel.name), labels={GUARD_LABEL: "true"}
-        ),
-        "data": {GUARD_DATA_DEPLOYMENT: deployment, GUARD_DATA_TUNNEL: tunnel.name},
     }

@@ -7,10 +7,10 @@ removing a replica cuts the connections it carries. Cloudflare's availability gu
 autoscale for that reason:
 https://developers.cloudflare.com/cloudflare-one/networks/connectors/cloudflare-tunnel/configure-tunnels/tunnel-availability/
 
-The admission side of the guard is the chart's ValidatingAdmissionPolicy
-(``templates/guard-policy.yaml``); it applies the same rules as this module and reads the
-ConfigMap that ``children.desired_guard_configmap`` builds, labelled :data:`GUARD_LABEL`.
-Listing the autoscalers and acting on the result is the caller's job.
+The admission side of the guard is the chart's ValidatingAdmissionPolicies
+(``templates/guard-policy.yaml``): they apply the same rules as this module, with every Tunnel
+of the namespace as a parameter, and explain refusals with :data:`WHY_NO_AUTOSCALING`. Listing
+the autoscalers and acting on the result is the caller's job.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
-    "GUARD_DATA_DEPLOYMENT",
-    "GUARD_DATA_TUNNEL",
-    "GUARD_LABEL",
     "HPA_KIND",
     "NON_EVICTING_VPA_MODES",
     "SCALED_OBJECT_KIND",
@@ -39,12 +36,6 @@ __all__ = [
     "vpa_evicts",
 ]
 
-# The guard ConfigMap: its label is the admission policy's paramRef selector, its data keys are
-# what the policy's CEL reads. The chart's template spells the same strings.
-GUARD_LABEL: Final = "cftunnel.dev/guard"
-GUARD_DATA_DEPLOYMENT: Final = "deployment"
-GUARD_DATA_TUNNEL: Final = "tunnel"
-
 HPA_KIND: Final = "HorizontalPodAutoscaler"
 SCALED_OBJECT_KIND: Final = "ScaledObject"
 VPA_KIND: Final = "VerticalPodAutoscaler"
@@ -56,6 +47,7 @@ VPA_KIND: Final = "VerticalPodAutoscaler"
 NON_EVICTING_VPA_MODES: Final = frozenset({"Off", "Initial"})
 DEFAULT_VPA_MODE: Final = "Auto"
 
+# The chart's admission policies spell the same sentence (a unit test checks).
 WHY_NO_AUTOSCALING: Final = (
     "cloudflared replicas are for high availability only: Cloudflare does not balance load "
     "across them and removing a replica cuts the connections it carries"

@@ -117,7 +117,11 @@ async def resolve_credentials(
         )
     if secret_ref is not None:
         token = await _token_from_secret(
-            ctx, secret_namespace, secret_ref.name, secret_ref.key, allow_remembered=allow_remembered
+            ctx,
+            secret_namespace,
+            secret_ref.name,
+            secret_ref.key,
+            allow_remembered=allow_remembered,
         )
         source = f"Secret {secret_namespace}/{secret_ref.name} key {secret_ref.key!r}"
     else:

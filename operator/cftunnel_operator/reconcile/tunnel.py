@@ -49,7 +49,6 @@ __all__ = [
 SECRET = resource_type("v1", "Secret")
 DEPLOYMENT = resource_type("apps/v1", "Deployment")
 PDB = resource_type("policy/v1", "PodDisruptionBudget")
-CONFIGMAP = resource_type("v1", "ConfigMap")
 HPA = resource_type("autoscaling/v2", "HorizontalPodAutoscaler")
 SCALED_OBJECT = resource_type("keda.sh/v1alpha1", "ScaledObject")
 VPA = resource_type("autoscaling.k8s.io/v1", "VerticalPodAutoscaler")
@@ -57,6 +56,8 @@ TUNNEL = resource_type(names.API_VERSION, names.TUNNEL_KIND)
 
 ANNOTATION_APPLIED_HASH = "cftunnel.dev/applied-hash"
 ANNOTATION_TUNNEL_ID = "cftunnel.dev/tunnel-id"
+# How often a deletion looks again while cloudflared replicas are shutting down.
+RETRY_STOPPING = 2.0
 # Cloudflare calls one periodic check costs (tunnel read + connector list).
 PERIODIC_CHECK_COST = 2
 
@@ -417,7 +418,9 @@ async def _ensure_children(
     )
     try:
         stamped = _with_applied_hash(desired)
-        observed = await ctx.kube.get_or_none(DEPLOYMENT, tunnel.namespace, desired["metadata"]["name"])
+        observed = await ctx.kube.get_or_none(
+            DEPLOYMENT, tunnel.namespace, desired["metadata"]["name"]
+        )
         deployment = observed
         observed_replicas = (observed or {}).get("spec", {}).get("replicas")
         if observed is None or _applied_hash(observed) != _applied_hash(stamped):
@@ -428,8 +431,9 @@ async def _ensure_children(
                     Event(
                         "Warning",
                         "ReplicasReduced",
-                        f"cloudflared scaled down from {previous} to {replicas} replicas: the "
-                        "connections carried by the removed replicas are cut",
+                        guards.replicas_lowered_message(
+                            desired["metadata"]["name"], previous, replicas
+                        ),
                     )
                 )
         elif observed_replicas != replicas:
@@ -441,22 +445,19 @@ async def _ensure_children(
                 {"spec": {"replicas": replicas}},
                 subresource="scale",
             )
-            deployment = await ctx.kube.get(DEPLOYMENT, tunnel.namespace, desired["metadata"]["name"])
+            deployment = await ctx.kube.get(
+                DEPLOYMENT, tunnel.namespace, desired["metadata"]["name"]
+            )
             state.events.append(
                 Event(
                     "Warning",
                     Reason.MANUAL_SCALE,
-                    f"Deployment {desired['metadata']['name']} was scaled to {observed_replicas} "
-                    f"by someone else; put back to {replicas}. cloudflared replicas are for high "
-                    "availability only: change spec.connector.replicas on the Tunnel instead",
+                    guards.replicas_drift_message(
+                        desired["metadata"]["name"], int(observed_replicas or 0), replicas
+                    ),
                 )
             )
         await _apply_if_changed(ctx, children.desired_pdb(tunnel.owner), PDB)
-        await _apply_if_changed(
-            ctx,
-            children.desired_guard_configmap(tunnel.owner, desired["metadata"]["name"]),
-            CONFIGMAP,
-        )
     except KubeError as error:
         raise Problem(
             Reason.PROGRESSING,
@@ -600,9 +601,7 @@ async def finalize_tunnel(
     state = _Status(ctx, tunnel.status, tunnel.generation)
     if referencing_services:
         listed = ", ".join(sorted(referencing_services))
-        message = (
-            f"waiting for VPCServices that use this tunnel to be deleted first: {listed}"
-        )
+        message = f"waiting for VPCServices that use this tunnel to be deleted first: {listed}"
         state.set(ConditionType.READY, False, Reason.IN_USE_BY_VPC_SERVICES, message, warn=True)
         return TunnelOutcome(state.status, state.events, RETRY_WAITING, message)
 
@@ -617,14 +616,27 @@ async def finalize_tunnel(
     # connections are dropped and block the delete.
     deployment_name = children.deployment_name(tunnel.name)
     try:
-        await ctx.kube.merge_patch(
-            DEPLOYMENT, tunnel.namespace, deployment_name, {"spec": {"replicas": 0}}, subresource="scale"
-        )
+        observed = await ctx.kube.get_or_none(DEPLOYMENT, tunnel.namespace, deployment_name)
+        running = int(((observed or {}).get("status") or {}).get("replicas") or 0)
+        if observed is not None and observed.get("spec", {}).get("replicas") != 0:
+            await ctx.kube.merge_patch(
+                DEPLOYMENT,
+                tunnel.namespace,
+                deployment_name,
+                {"spec": {"replicas": 0}},
+                subresource="scale",
+            )
+            running = max(running, 1)
     except KubeError as error:
-        if error.status != 404:
-            message = f"could not scale cloudflared to zero: {error.message}"
-            state.set(ConditionType.READY, False, Reason.DELETING, message)
-            return TunnelOutcome(state.status, state.events, RETRY_OUTAGE, message)
+        message = f"could not scale cloudflared to zero: {error.message}"
+        state.set(ConditionType.READY, False, Reason.DELETING, message)
+        return TunnelOutcome(state.status, state.events, RETRY_OUTAGE, message)
+    if running:
+        # Let the replicas finish their graceful shutdown (cloudflared drains for its grace
+        # period) before the remaining connections are cut.
+        message = f"waiting for {running} cloudflared replicas to stop before deleting the tunnel"
+        state.set(ConditionType.READY, False, Reason.DELETING, message)
+        return TunnelOutcome(state.status, state.events, RETRY_STOPPING, message)
     try:
         credentials = await resolve_credentials(
             ctx,
@@ -656,7 +668,5 @@ async def finalize_tunnel(
         )
         state.set(ConditionType.READY, False, problem.reason, message, warn=True)
         return TunnelOutcome(state.status, state.events, problem.retry_after, message)
-    state.events.append(
-        Event("Normal", Reason.DELETING, f"deleted Cloudflare tunnel {tunnel_id}")
-    )
+    state.events.append(Event("Normal", Reason.DELETING, f"deleted Cloudflare tunnel {tunnel_id}"))
     return TunnelOutcome(state.status, state.events, None, "deleted")

@@ -1,5 +1,5 @@
-"""The desired children of a Tunnel: token Secret, cloudflared Deployment, PodDisruptionBudget and
-guard ConfigMap, as the design asks for them."""
+"""The desired children of a Tunnel: token Secret, cloudflared Deployment and PodDisruptionBudget,
+as the design asks for them."""
 
 from __future__ import annotations
 
@@ -17,15 +17,12 @@ from cftunnel_operator.kube.children import (
     OwnerRef,
     deployment_name,
     desired_deployment,
-    desired_guard_configmap,
     desired_pdb,
     desired_token_secret,
-    guard_configmap_name,
     pdb_name,
     token_hash,
     token_secret_name,
 )
-from cftunnel_operator.kube.guards import GUARD_LABEL
 
 TUNNEL = OwnerRef(name="office", namespace="edge", uid="0b6a2f0e-6c2c-4a55-9b3e-1f1f7d0d2c11")
 TOKEN = "eyJhIjoiMDEyMzQ1Njc4OWFiY2RlZiIsInQiOiJmNzBmZjk4NSIsInMiOiJzZWNyZXQifQ=="
@@ -66,7 +63,6 @@ def test_child_names_follow_the_tunnel_name() -> None:
     assert deployment_name("office") == "office-cloudflared"
     assert pdb_name("office") == "office-cloudflared"
     assert token_secret_name("office") == "office-cloudflared-token"
-    assert guard_configmap_name("office") == "office-cloudflared-guard"
 
 
 @pytest.mark.parametrize(
@@ -75,9 +71,8 @@ def test_child_names_follow_the_tunnel_name() -> None:
         (desired_token_secret(TUNNEL, TOKEN), "office-cloudflared-token"),
         (deployment(), "office-cloudflared"),
         (desired_pdb(TUNNEL), "office-cloudflared"),
-        (desired_guard_configmap(TUNNEL, "office-cloudflared"), "office-cloudflared-guard"),
     ],
-    ids=["secret", "deployment", "pdb", "configmap"],
+    ids=["secret", "deployment", "pdb"],
 )
 def test_every_child_is_named_labelled_and_owned_by_the_tunnel(obj: Any, name: str) -> None:
     metadata = obj["metadata"]
@@ -428,7 +423,7 @@ def test_unset_scheduling_fields_are_left_out() -> None:
         assert field not in pod
 
 
-# --- PodDisruptionBudget and guard ConfigMap -----------------------------------------------
+# --- PodDisruptionBudget -------------------------------------------------------------
 
 
 def test_pdb_allows_one_voluntary_disruption_at_a_time() -> None:
@@ -437,11 +432,3 @@ def test_pdb_allows_one_voluntary_disruption_at_a_time() -> None:
     assert pdb["kind"] == "PodDisruptionBudget"
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}}
     assert pdb["spec"]["selector"] == deployment()["spec"]["selector"]
-
-
-def test_guard_configmap_names_the_deployment_and_the_tunnel() -> None:
-    configmap = desired_guard_configmap(TUNNEL, deployment_name(TUNNEL.name))
-    assert configmap["apiVersion"] == "v1"
-    assert configmap["kind"] == "ConfigMap"
-    assert configmap["metadata"]["labels"][GUARD_LABEL] == "true"
-    assert configmap["data"] == {"deployment": "office-cloudflared", "tunnel": "office"}

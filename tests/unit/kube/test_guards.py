@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from cftunnel_operator.kube.children import deployment_name
 from cftunnel_operator.kube.guards import (
-    GUARD_LABEL,
     HPA_KIND,
+    NON_EVICTING_VPA_MODES,
     SCALED_OBJECT_KIND,
     VPA_KIND,
     WHY_NO_AUTOSCALING,
@@ -233,10 +234,11 @@ def test_drift_and_lowering_messages_explain_the_cost() -> None:
 # --- the admission policy says the same --------------------------------------------------------
 
 
-def test_admission_policy_uses_the_same_label_data_keys_and_reason() -> None:
+def test_admission_policy_gives_the_same_reason_and_rules() -> None:
     template = GUARD_TEMPLATE.read_text()
     assert WHY_NO_AUTOSCALING in template
-    assert f'{GUARD_LABEL}: "true"' in template
-    assert "params.data['deployment']" in template
-    assert "params.data['tunnel']" in template
-    assert "['Off', 'Initial']" in template
+    # The policies find each Tunnel's Deployment by the operator's naming rule.
+    suffix = deployment_name("x").removeprefix("x")
+    assert f"params.metadata.name + '{suffix}'" in template
+    modes = ", ".join(f"'{mode}'" for mode in sorted(NON_EVICTING_VPA_MODES, reverse=True))
+    assert f"[{modes}]" in template
