@@ -27,6 +27,7 @@ pytestmark = pytest.mark.controlplane
 
 TUNNELS = "tunnels.cftunnel.dev"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CHART = repo_root() / "charts" / "cftunnel-operator"
 
 
 def live_tunnels(cf_account: Any) -> list[dict[str, Any]]:
@@ -499,7 +500,7 @@ def test_enforce_mode_refuses_scale_and_hpa_on_an_operator_managed_connector(
     release = f"guard-{namespace}"[:53]
     server = json.loads(controlplane.kubectl("version", "-o", "json").stdout)["serverVersion"]
     rendered = controlplane.helm(
-        "template", release, str(repo_root() / "charts" / "cftunnel-operator"), "--namespace", "cftunnel-system",
+        "template", release, str(CHART), "--namespace", "cftunnel-system",
         "--kube-version", server["gitVersion"], "--show-only", "templates/guard-policy.yaml",
         "--set", "guard.mode=Enforce", "--set-json", 'guard.exemptUsernames=["cftunnel-admin"]',
     ).stdout  # fmt: skip
