@@ -87,3 +87,18 @@ chart-lint: install ## Check the chart's CRDs and README are current and lint it
 .PHONY: image
 image: ## Build the operator image (needs a Docker engine)
 	docker build -t cftunnel-operator:dev .
+
+##@ End to end
+
+.PHONY: e2e
+e2e: ## Kind cluster + operator image + chart + emulator + examples until Ready (needs a Docker engine; E2E_KEEP=1 keeps the cluster)
+	bash hack/e2e-kind.sh
+
+##@ Benchmark
+
+# Extra benchmark arguments, e.g. make bench BENCH_ARGS="--tunnels 100 --services 100"
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: install controlplane ## Measure convergence, API calls per object, latency and footprint (results in bench-results/)
+	$(PY) -m cftunnel_devtools.bench $(BENCH_ARGS)

@@ -1,10 +1,10 @@
 """Helpers for fault tests: a Cloudflare emulator run as a process of its own (so that it can be
-killed and restarted on its state file), the checks every fault test makes, and arithmetic on
-the emulator's request log.
+killed and restarted on its state file), fleets of Tunnels and VPCServices, the checks every
+fault test makes, and arithmetic on the emulator's request log.
 
 The checks follow the design's promise under injected faults: no duplicate Cloudflare object,
 nothing left behind after deletion, and no token in any log line, event or status. Waiting is
-done with deadlines (``cftunnel_devtools.testing.wait_for``), never with fixed sleeps.
+done with deadlines (:func:`cftunnel_devtools.testing.wait_for`), never with fixed sleeps.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from cftunnel_devtools.controlplane import ControlPlane, free_port
-from cftunnel_devtools.testing import get_object
+from cftunnel_devtools.testing import (
+    condition,
+    token_secret,
+    tunnel_manifest,
+    vpcservice_manifest,
+    wait_for,
+)
 
 __all__ = [
     "TUNNELS",
@@ -30,13 +36,20 @@ __all__ = [
     "EmulatorProcess",
     "assert_no_duplicates",
     "assert_no_secret_in",
+    "delete_all",
     "events",
+    "fleet",
     "live_tunnels",
     "max_in_window",
+    "mismatches",
     "namespace_objects",
     "private_namespace",
     "run_tokens",
+    "statuses",
     "stored_services",
+    "wait_all_gone",
+    "wait_all_ready",
+    "wait_converged",
 ]
 
 TUNNELS = "tunnels.cftunnel.dev"
@@ -50,14 +63,12 @@ class EmulatorProcess:
 
     The port stays the same across restarts, so an operator pointed at ``url`` reaches the
     restarted emulator without being reconfigured. ``accounts`` are ``(account id, token)``
-    pairs seeded at every start (tokens are stored as digests, so they are given again).
+    pairs seeded at every start (the state file keeps only digests of tokens).
     """
 
     state_file: Path
     log_path: Path
     accounts: Sequence[tuple[str, str]]
-    rate_limit: int | None = None
-    rate_window: float | None = None
     port: int = field(default_factory=free_port)
     _popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
@@ -74,29 +85,19 @@ class EmulatorProcess:
         return self._popen is not None and self._popen.poll() is None
 
     def admin(self) -> Any:
-        """An ``AdminClient`` for this emulator (close it, or use it as a context manager)."""
+        """A ``cloudflare_emulator.AdminClient`` for this emulator (close it when done)."""
         from cloudflare_emulator import AdminClient
 
         return AdminClient(self.admin_url)
 
     def start(self, *, timeout: float = 30) -> None:
+        """Start and wait until the admin API answers."""
         if self.running:
             return
-        args = [
-            sys.executable,
-            "-m",
-            "cloudflare_emulator",
-            "--port",
-            str(self.port),
-            "--state-file",
-            str(self.state_file),
-        ]
+        args = [sys.executable, "-m", "cloudflare_emulator", "--port", str(self.port)]
+        args += ["--state-file", str(self.state_file)]
         for account_id, token in self.accounts:
             args += ["--account", account_id, "--token", token]
-        if self.rate_limit is not None:
-            args += ["--rate-limit", str(self.rate_limit)]
-        if self.rate_window is not None:
-            args += ["--rate-window", str(self.rate_window)]
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
                 args,
@@ -105,8 +106,11 @@ class EmulatorProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        with self.admin() as admin:
+        admin = self.admin()
+        try:
             admin.wait_ready(timeout)
+        finally:
+            admin.close()
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM: the emulator saves its state and exits."""
@@ -122,7 +126,7 @@ class EmulatorProcess:
         self._popen = None
 
     def kill(self) -> None:
-        """SIGKILL: changes of the last moments (state is written within 0.2 s) may be lost."""
+        """SIGKILL: the changes of its last moments (state is written within 0.2 s) may be lost."""
         if self._popen is not None and self._popen.poll() is None:
             self._popen.kill()
             self._popen.wait(timeout=10)
@@ -139,6 +143,90 @@ def private_namespace(cp: ControlPlane, name: str) -> Iterator[str]:
         cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+def fleet(
+    namespace: str,
+    account_id: str,
+    token: str,
+    count: int,
+    *,
+    replicas: int = 1,
+) -> list[dict[str, Any]]:
+    """The token Secret, ``count`` Tunnels ``tunnel-<i>`` and as many VPCServices ``service-<i>``,
+    each service on the tunnel of the same number."""
+    objects: list[dict[str, Any]] = [token_secret(namespace, token)]
+    for index in range(count):
+        objects.append(
+            tunnel_manifest(
+                namespace,
+                f"tunnel-{index}",
+                account_id=account_id,
+                connector={"replicas": replicas},
+            )
+        )
+    for index in range(count):
+        objects.append(
+            vpcservice_manifest(
+                namespace,
+                f"service-{index}",
+                tunnelRef={"name": f"tunnel-{index}"},
+                host={"ipv4": f"10.0.0.{index + 1}"},
+                ports={"http": 8080},
+            )
+        )
+    return objects
+
+
+def namespace_objects(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    """Every Tunnel and VPCService in the namespace."""
+    out = cp.kubectl("get", f"{TUNNELS},{VPCSERVICES}", "-n", namespace, "-o", "json").stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def _describe(item: Mapping[str, Any]) -> str:
+    ready = condition(item, "Ready")
+    meta = item["metadata"]
+    deleting = " (deleting)" if meta.get("deletionTimestamp") else ""
+    return (
+        f"{item['kind']}/{meta['name']}{deleting}: {ready.get('status')} {ready.get('reason')} "
+        f"{ready.get('message')}"
+    )
+
+
+def wait_all_ready(cp: ControlPlane, namespace: str, count: int, *, timeout: float) -> None:
+    """Wait until the namespace holds ``count`` Tunnels and VPCServices, every one Ready."""
+    pending: list[str] = []
+
+    def check() -> bool:
+        items = namespace_objects(cp, namespace)
+        pending[:] = [_describe(i) for i in items if condition(i, "Ready").get("status") != "True"]
+        return len(items) == count and not pending
+
+    try:
+        wait_for(check, timeout=timeout, what=f"{count} objects Ready in {namespace}", interval=1)
+    except Exception as error:
+        raise AssertionError(f"{error}; not ready: {pending}") from None
+
+
+def delete_all(cp: ControlPlane, namespace: str) -> None:
+    """Delete every Tunnel and VPCService of the namespace without waiting."""
+    cp.kubectl("delete", f"{TUNNELS},{VPCSERVICES}", "--all", "-n", namespace, "--wait=false")
+
+
+def wait_all_gone(cp: ControlPlane, namespace: str, *, timeout: float) -> None:
+    """Wait until no Tunnel or VPCService is left (every finalizer has been removed)."""
+    left: list[str] = []
+
+    def check() -> bool:
+        left[:] = [_describe(i) for i in namespace_objects(cp, namespace)]
+        return not left
+
+    try:
+        wait_for(check, timeout=timeout, what=f"every object gone from {namespace}", interval=1)
+    except Exception as error:
+        raise AssertionError(f"{error}; left: {left}") from None
+
+
 def live_tunnels(admin: Any, account_id: str) -> list[dict[str, Any]]:
     """The account's tunnels that are not deleted."""
     return [t for t in admin.tunnels(account_id) if not t.get("deleted_at")]
@@ -151,19 +239,13 @@ def stored_services(admin: Any, account_id: str) -> list[dict[str, Any]]:
 
 
 def assert_no_duplicates(admin: Any, account_id: str) -> None:
-    """No two live tunnels, and no two VPC services, share a name."""
-    tunnel_names = Counter(t["name"] for t in live_tunnels(admin, account_id))
-    service_names = Counter(s["name"] for s in stored_services(admin, account_id))
-    twice = {name: n for name, n in (tunnel_names + service_names).items() if n > 1}
-    assert not {n for n in tunnel_names if tunnel_names[n] > 1}, f"duplicate tunnels: {twice}"
-    assert not {n for n in service_names if service_names[n] > 1}, f"duplicate services: {twice}"
-
-
-def namespace_objects(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
-    """Every Tunnel and VPCService left in the namespace (to prove no finalizer got stuck)."""
-    out = cp.kubectl("get", f"{TUNNELS},{VPCSERVICES}", "-n", namespace, "-o", "json").stdout
-    items: list[dict[str, Any]] = json.loads(out)["items"]
-    return items
+    """No two live tunnels, and no two Workers VPC services, share a name."""
+    for kind, names in (
+        ("tunnels", Counter(t["name"] for t in live_tunnels(admin, account_id))),
+        ("VPC services", Counter(s["name"] for s in stored_services(admin, account_id))),
+    ):
+        twice = {name: count for name, count in names.items() if count > 1}
+        assert not twice, f"duplicate {kind} on Cloudflare: {twice}"
 
 
 def events(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
@@ -190,16 +272,16 @@ def statuses(cp: ControlPlane, namespace: str) -> str:
 
 def assert_no_secret_in(texts: Mapping[str, str], secrets: Iterable[str]) -> None:
     """No secret appears in any of the texts (operator logs, events, status)."""
-    wanted = [s for s in secrets if s]
+    wanted = [secret for secret in secrets if secret]
     assert wanted, "no secret to look for"
     for where, text in texts.items():
         for index, secret in enumerate(wanted):
             assert secret not in text, f"secret #{index} found in {where}"
 
 
-def max_in_window(times: Iterable[float], window: float) -> int:
-    """The largest number of moments that fit in any half-open interval of ``window`` seconds."""
-    ordered = sorted(times)
+def max_in_window(moments: Iterable[float], window: float) -> int:
+    """The largest number of moments inside any interval ``(t - window, t]``."""
+    ordered = sorted(moments)
     best = 0
     start = 0
     for end, moment in enumerate(ordered):
@@ -209,6 +291,50 @@ def max_in_window(times: Iterable[float], window: float) -> int:
     return best
 
 
-def object_status(cp: ControlPlane, resource: str, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = get_object(cp, resource, namespace, name).get("status") or {}
-    return status
+def mismatches(cp: ControlPlane, namespace: str, admin: Any, account_id: str) -> list[str]:
+    """Where status and Cloudflare disagree: a Tunnel whose tunnelId is not a live tunnel, a
+    VPCService whose serviceId is not stored or that routes through another tunnel than its
+    Tunnel's. Empty once everything has converged."""
+    live = {t["id"] for t in live_tunnels(admin, account_id)}
+    services = {s["service_id"]: s for s in stored_services(admin, account_id)}
+    items = namespace_objects(cp, namespace)
+    tunnel_ids = {
+        i["metadata"]["name"]: (i.get("status") or {}).get("tunnelId")
+        for i in items
+        if i["kind"] == "Tunnel"
+    }
+    found = []
+    for item in items:
+        name, status = item["metadata"]["name"], item.get("status") or {}
+        if item["kind"] == "Tunnel":
+            if status.get("tunnelId") not in live:
+                found.append(f"Tunnel {name}: {status.get('tunnelId')} is not a live tunnel")
+            continue
+        stored = services.get(status.get("serviceId") or "")
+        if stored is None:
+            found.append(f"VPCService {name}: {status.get('serviceId')} is not stored")
+            continue
+        host = stored.get("host") or {}
+        routed = (host.get("network") or host.get("resolver_network") or {}).get("tunnel_id")
+        ref = ((item.get("spec") or {}).get("tunnelRef") or {}).get("name")
+        if ref is not None and routed != tunnel_ids.get(ref):
+            found.append(f"VPCService {name}: routes through {routed}, not {tunnel_ids.get(ref)}")
+    return found
+
+
+def wait_converged(
+    cp: ControlPlane, namespace: str, admin: Any, account_id: str, count: int, *, timeout: float
+) -> None:
+    """Wait until ``count`` objects are Ready and status agrees with Cloudflare."""
+    wait_all_ready(cp, namespace, count, timeout=timeout)
+    left: list[str] = []
+
+    def check() -> bool:
+        left[:] = mismatches(cp, namespace, admin, account_id)
+        return not left
+
+    try:
+        wait_for(check, timeout=timeout, what="status to agree with Cloudflare", interval=1)
+    except Exception as error:
+        raise AssertionError(f"{error}; disagreements: {left}") from None
+    wait_all_ready(cp, namespace, count, timeout=timeout)

@@ -104,15 +104,25 @@ def test_metrics_count_a_tunnel_from_create_to_delete(
     wait_for(gauge_matches_cluster, timeout=30, what="cftunnel_objects to drop the deleted Tunnel")
 
 
-def test_json_log_lines_name_the_object(
+def test_json_log_lines_name_the_object_even_from_the_cloudflare_client(
     controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
 ) -> None:
-    apply(
-        controlplane,
-        token_secret(namespace, cf_account.token),
-        tunnel_manifest(namespace, "office", account_id=cf_account.account_id),
+    # One 429 on the create: the client's retry line is logged below the handlers.
+    cf_account.admin.set_faults(
+        rate_limit_burst=1,
+        retry_after=1,
+        account_id=cf_account.account_id,
+        operations=["tunnels.create"],
     )
-    wait_for_condition(controlplane, TUNNELS, namespace, "office", "Ready", timeout=90)
+    try:
+        apply(
+            controlplane,
+            token_secret(namespace, cf_account.token),
+            tunnel_manifest(namespace, "office", account_id=cf_account.account_id),
+        )
+        wait_for_condition(controlplane, TUNNELS, namespace, "office", "Ready", timeout=90)
+    finally:
+        cf_account.admin.clear_faults()
 
     def lines_about_the_tunnel() -> list[dict[str, Any]]:
         found = []
@@ -126,6 +136,17 @@ def test_json_log_lines_name_the_object(
                 found.append(record)
         return found
 
-    records = wait_for(lines_about_the_tunnel, timeout=30, what="a log line naming the Tunnel")
+    def retry_logged() -> list[dict[str, Any]]:
+        records = lines_about_the_tunnel()
+        retried = any("tunnels.create: attempt 1" in r["message"] for r in records)
+        return records if retried else []
+
+    records = wait_for(retry_logged, timeout=30, what="the retry line naming the Tunnel")
     assert all(r["object"]["kind"] == "Tunnel" and r["object"]["uid"] for r in records)
     assert all(r.get("message") and r.get("severity") and r.get("timestamp") for r in records)
+    assert any(r["message"].startswith("Handler ") for r in records)  # Kopf's own lines too
+    _, samples = scrape(operator)
+    retries = "cftunnel_cloudflare_retries_total"
+    assert sample(samples, retries, operation="tunnels.create", reason="rate_limited") >= 1
+    requests = "cftunnel_cloudflare_requests_total"
+    assert sample(samples, requests, operation="tunnels.create", status="429") >= 1

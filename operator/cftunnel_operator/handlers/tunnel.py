@@ -85,14 +85,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     kind = (names.GROUP, names.VERSION, names.TUNNEL_PLURAL)
     managed = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
 
-    @kopf.on.resume(*kind, registry=registry)
-    @kopf.on.create(*kind, registry=registry)
+    # Handler ids are pinned: Kopf stores progress under them in the objects' annotations.
+    @kopf.on.resume(*kind, registry=registry, id="tunnel-resume")
+    @kopf.on.create(*kind, registry=registry, id="tunnel")
     async def tunnel_created(
         body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
     ) -> None:
         await _reconcile_body(memo, body, patch, Mode.FULL)
 
-    @kopf.on.update(*kind, registry=registry)
+    @kopf.on.update(*kind, registry=registry, id="tunnel-update")
     async def tunnel_updated(
         body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
     ) -> None:
@@ -103,6 +104,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.timer(
         *kind,
         registry=registry,
+        id="tunnel-periodic",
         interval=config.resync_seconds,
         initial_delay=lambda **_: random.uniform(0.5, 1.0) * config.resync_seconds,  # noqa: S311
         idle=config.resync_seconds / 2,
@@ -121,7 +123,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             return
         await _reconcile_body(memo, body, patch, Mode.FULL)
 
-    @kopf.on.delete(*kind, registry=registry)
+    @kopf.on.delete(*kind, registry=registry, id="tunnel-cleanup")
     async def tunnel_deleted(
         body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
     ) -> None:
@@ -137,7 +139,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             memo.ctx.forget(tunnel.uid)
         _finish(body, patch, outcome)
 
-    @kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)
+    @kopf.on.event(
+        "apps", "v1", "deployments", labels=managed, registry=registry, id="tunnel-connector"
+    )
     async def connector_changed(
         body: kopf.Body, memo: OperatorMemo, type: str | None, **_: Any
     ) -> None:

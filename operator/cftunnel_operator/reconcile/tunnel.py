@@ -609,8 +609,14 @@ async def finalize_tunnel(
         adopted=tunnel.spec.adopts_existing_tunnel
     )
     tunnel_id = tunnel.status.tunnel_id
-    if policy == "Retain" or not tunnel_id:
+    # Without an id, a name in status means a create was sent (the name is recorded just
+    # before it): its answer may have been lost, so the tunnel is looked up by that name.
+    unrecorded_name = None if tunnel_id else tunnel.status.tunnel_name
+    if tunnel.spec.adopts_existing_tunnel:
+        unrecorded_name = None
+    if policy == "Retain" or not (tunnel_id or unrecorded_name):
         return TunnelOutcome(state.status, state.events, None, "retained")
+    described = tunnel_id or unrecorded_name
 
     # Scale cloudflared to zero first: a running replica would reconnect after its
     # connections are dropped and block the delete.
@@ -646,6 +652,12 @@ async def finalize_tunnel(
             allow_remembered=True,
         )
         account = tunnel.status.account_id or credentials.account_id
+        if not tunnel_id:
+            assert unrecorded_name is not None
+            found = await credentials.client.find_tunnel(account, unrecorded_name)
+            if found is None:
+                return TunnelOutcome(state.status, state.events, None, "nothing to delete")
+            tunnel_id = found.id
         try:
             await credentials.client.drop_connections(account, tunnel_id)
             await credentials.client.delete_tunnel(account, tunnel_id)
@@ -658,12 +670,12 @@ async def finalize_tunnel(
             with contextlib.suppress(NotFoundError):
                 await credentials.client.delete_tunnel(account, tunnel_id, cascade=True)
     except CloudflareError as error:
-        problem = problem_from_cloudflare(error, f"deleting tunnel {tunnel_id}")
+        problem = problem_from_cloudflare(error, f"deleting tunnel {described}")
         state.set(ConditionType.READY, False, problem.reason, problem.message, warn=True)
         return TunnelOutcome(state.status, state.events, problem.retry_after, problem.message)
     except Problem as problem:
         message = (
-            f"cannot delete tunnel {tunnel_id} on Cloudflare: {problem.message}. Restore the "
+            f"cannot delete tunnel {described} on Cloudflare: {problem.message}. Restore the "
             "credentials, or set spec.deletionPolicy: Retain to keep the tunnel and finish"
         )
         state.set(ConditionType.READY, False, problem.reason, message, warn=True)
