@@ -364,10 +364,15 @@ def is_ready(obj: Mapping[str, Any]) -> bool:
     return False
 
 
-def _is_progress(annotation: str) -> bool:
-    """A Kopf progress record (a handler started, or waiting for its retry)."""
-    prefix = f"{GROUP}/"
-    return annotation.startswith(prefix) and annotation != f"{prefix}last-handled-configuration"
+def _is_progress(annotation: str, value: str) -> bool:
+    """A Kopf progress record: a handler started and not finished, or waiting for its retry."""
+    if not annotation.startswith(f"{GROUP}/"):
+        return False
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "started" in record
 
 
 def audit_events(path: Path) -> Iterator[dict[str, Any]]:
@@ -692,7 +697,7 @@ class Bench:
                 )
                 for item in listing["items"]:
                     annotations = item["metadata"].get("annotations") or {}
-                    if any(_is_progress(key) for key in annotations):
+                    if any(_is_progress(k, v) for k, v in annotations.items()):
                         pending.append(f"{plural}/{item['metadata']['name']}")
             events = audit_events(plane.audit_log)
             writes = len([e for e in events if e["verb"] in WRITE_VERBS])

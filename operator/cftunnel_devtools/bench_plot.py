@@ -53,6 +53,7 @@ def plot(result: Mapping[str, Any], path: Path) -> None:
         linestyle=":",
         label="allowed rate (the floor's slope)",
     )
+    calls.set_xlim(0, end * 1.05)
     calls.set_xlabel("seconds since the objects were created")
     calls.set_ylabel("calls (cumulative)")
     calls.set_ylim(0, max(len(curve), 1) * 1.3)

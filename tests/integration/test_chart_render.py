@@ -117,16 +117,15 @@ def _expand(group: str, resources: str, verbs: str) -> set[tuple[str, str, str]]
     return {(group, r, v) for r in resources.split() for v in verbs.split()}
 
 
-ALL = "get list watch create patch update delete"
 NAMESPACED_GRANTS = (
-    _expand("cftunnel.dev", "tunnels vpcservices", "get list watch patch update")
-    | _expand("cftunnel.dev", "tunnels/status vpcservices/status", "get patch update")
+    _expand("cftunnel.dev", "tunnels vpcservices", "get list watch patch")
+    | _expand("cftunnel.dev", "tunnels/status vpcservices/status", "get patch")
     | _expand("cftunnel.dev", "tunnels/finalizers vpcservices/finalizers", "update")
-    | _expand("", "secrets", ALL)
-    | _expand("", "services", "get list watch")
-    | _expand("apps", "deployments", ALL)
-    | _expand("apps", "deployments/scale", "get patch update")
-    | _expand("policy", "poddisruptionbudgets", ALL)
+    | _expand("", "secrets", "get create patch")
+    | _expand("", "services", "get")
+    | _expand("apps", "deployments", "get list watch create patch")
+    | _expand("apps", "deployments/scale", "patch")
+    | _expand("policy", "poddisruptionbudgets", "get create patch")
     | _expand("autoscaling", "horizontalpodautoscalers", "get list watch")
     | _expand("keda.sh", "scaledobjects", "get list watch")
     | _expand("autoscaling.k8s.io", "verticalpodautoscalers", "get list watch")

@@ -95,32 +95,35 @@ when every namespace is watched, a Role in each watched namespace otherwise.
 # The operator's own kinds; Kopf patches metadata (finalizers, progress annotations) and status.
 - apiGroups: [cftunnel.dev]
   resources: [tunnels, vpcservices]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [cftunnel.dev]
   resources: [tunnels/status, vpcservices/status]
-  verbs: [get, patch, update]
+  verbs: [get, patch]
 # Owner references with blockOwnerDeletion need update on the owner's finalizers.
 - apiGroups: [cftunnel.dev]
   resources: [tunnels/finalizers, vpcservices/finalizers]
   verbs: [update]
-# Tunnel run-token Secrets the operator owns, and credentials Secrets that objects reference.
+# Tunnel run-token Secrets the operator writes by server-side apply (create + patch), and
+# credentials Secrets that objects reference (read one by one: never listed or watched).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create, patch, update, delete]
-# Kubernetes Services that VPCServices target.
+  verbs: [get, create, patch]
+# Kubernetes Services that VPCServices target (existence check).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch]
-# The cloudflared connectors, their scale (the replica guard) and disruption budgets.
+  verbs: [get]
+# The cloudflared connectors (watched for readiness and scale changes), their scale (the
+# replica guard, scale to zero on deletion) and disruption budgets. Owner references
+# garbage-collect them: the operator never deletes them itself.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments/scale]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch]
 # Autoscalers are only watched, to report AutoscalerConflict.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]

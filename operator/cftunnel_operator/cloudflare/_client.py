@@ -27,6 +27,7 @@ from ._clock import Clock, SystemClock
 from ._errors import (
     AuthenticationError,
     CloudflareAPIError,
+    CloudflareTransportError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -350,12 +351,25 @@ class CloudflareClient:
     # --- Workers VPC services -------------------------------------------------------------
 
     async def create_vpc_service(self, account_id: str, spec: VPCServiceSpec) -> VPCService:
-        """Create a VPC service. After an ambiguous failure the service is looked up by name
-        before the create is repeated, so no duplicate is made.
+        """Create a VPC service. After an ambiguous failure the service is looked up by name;
+        when it is not there (yet), the create is not repeated but raised as a
+        `CloudflareTransportError`, for the caller to look up again on its next run.
+
+        Cloudflare does not refuse a second service of the same name (unlike a tunnel's 409), so
+        repeating at once would make a duplicate whenever the first create, whose answer was
+        lost, is still being carried out.
         """
 
         async def recover() -> VPCService | None:
-            return await self.find_vpc_service(account_id, spec.name, type=spec.type)
+            found = await self.find_vpc_service(account_id, spec.name, type=spec.type)
+            if found is None:
+                raise CloudflareTransportError(
+                    f"vpc_services.create: the create of {spec.name!r} got no clear answer and "
+                    "the service is not listed yet; not repeated now, as Cloudflare may still "
+                    "be creating it",
+                    operation="vpc_services.create",
+                )
+            return found
 
         return await self._session.call(
             "vpc_services.create",

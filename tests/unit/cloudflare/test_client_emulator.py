@@ -493,8 +493,10 @@ async def test_create_is_never_blindly_repeated_over_dropped_connections(
             account.account_id, ip_spec("dropped", str(uuid.uuid4()))
         )
     counts = admin.counters(account_id=account.account_id)
-    assert counts["vpc_services.create"] == {"0": 3}
-    assert counts["vpc_services.list"] == {"200": 2}  # a lookup before every repeat
+    # Service names are not unique: after the lookup finds nothing the create is not repeated
+    # (a dropped create may still be carried out), it is left to the caller's next run.
+    assert counts["vpc_services.create"] == {"0": 1}
+    assert counts["vpc_services.list"] == {"200": 1}
 
 
 async def test_retry_after_is_honoured_by_every_caller_of_the_token(
