@@ -106,6 +106,8 @@ class BenchSettings:
     latency_samples: int = 10
     out: Path = Path("bench-results")
     nodes: int | None = None
+    operator_env: tuple[tuple[str, str], ...] = ()
+    """Extra ``CFTUNNEL_*`` settings for the operator (e.g. a log level while investigating)."""
 
     @property
     def operator_rate_limit(self) -> int:
@@ -486,6 +488,7 @@ class Bench:
             "CFTUNNEL_LOG_FORMAT": "json",
             "CFTUNNEL_HEALTH_PORT": str(health),
             "CFTUNNEL_METRICS_PORT": str(metrics),
+            **dict(self.s.operator_env),
         }
         operator = OperatorProcess(env=env, log_path=self.work / "operator.log", health_port=health)
         operator.start()
@@ -771,6 +774,10 @@ class Bench:
         )
         curve = sorted(r["time"] - start for r in records if r["time"] >= start)
         create["cloudflare_curve"] = curve
+        self.result["cloudflare_requests"] = [
+            [round(r["time"] - start, 3), r["operation"], r["status"], r["method"], r["path"]]
+            for r in records
+        ]
 
         events = list(audit_events(audit_log))
         objects = s.tunnels + s.services
@@ -1080,6 +1087,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--nodes", type=int, default=None, help="kwok nodes (default: by pods)")
     parser.add_argument("--out", type=Path, default=defaults.out)
     parser.add_argument("--keep-work", action="store_true", help="keep logs and audit log")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="CFTUNNEL_X=VALUE",
+        help="extra operator setting (repeatable), e.g. CFTUNNEL_LOG_LEVEL=DEBUG",
+    )
     return parser
 
 
@@ -1098,6 +1112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_samples=args.latency_samples,
         out=args.out,
         nodes=args.nodes,
+        operator_env=tuple(
+            (key, value) for key, _, value in (item.partition("=") for item in args.operator_env)
+        ),
     )
     command = "python -m cftunnel_devtools.bench " + " ".join(
         argv if argv is not None else sys.argv[1:]

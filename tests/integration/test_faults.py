@@ -17,6 +17,7 @@ import random
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,27 +155,14 @@ def test_429_storm_is_waited_out_and_the_rate_budget_is_never_exceeded(
         admin.restore_rate_limit()
 
 
-@pytest.mark.parametrize(
-    ("fault", "settings"),
-    [
-        pytest.param("error_rate", {"error_status": 503}, id="5xx"),
-        pytest.param("drop_rate", {}, id="dropped-connections"),
-    ],
-)
 def test_5xx_and_dropped_connections_are_retried_without_duplicates(
-    controlplane: ControlPlane,
-    namespace: str,
-    cf_account: Any,
-    operator: OperatorProcess,
-    fault: str,
-    settings: dict[str, Any],
+    controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
 ) -> None:
     admin, account, count = cf_account.admin, cf_account.account_id, 3
-    faulted = 0 if fault == "drop_rate" else settings["error_status"]
     since = admin.last_seq()
     try:
-        # Every request fails at first: the objects say so, with a Warning event.
-        admin.set_faults(account_id=account, seed=SEED, **{fault: 1.0}, **settings)
+        # Every request gets a 503 at first: the objects say so, with a Warning event.
+        admin.set_faults(account_id=account, error_rate=1.0, error_status=503)
         apply(controlplane, *fleet(namespace, account, cf_account.token, count))
         wait_for_condition(
             controlplane,
@@ -186,8 +174,11 @@ def test_5xx_and_dropped_connections_are_retried_without_duplicates(
             reason="CloudflareUnavailable",
         )
         wait_for_event(controlplane, namespace, "CloudflareUnavailable")
-        # Then a third of the requests fail: retries get everything through, no duplicates.
-        admin.set_faults(account_id=account, seed=SEED, **{fault: 0.35}, **settings)
+        # Then a quarter of the requests lose their connection and a quarter of the rest get a
+        # 502: retries get everything through, creates and deletes alike, without duplicates.
+        admin.set_faults(
+            account_id=account, seed=SEED, drop_rate=0.25, error_rate=0.25, error_status=502
+        )
         wait_converged(controlplane, namespace, admin, account, 2 * count, timeout=120)
         assert_no_duplicates(admin, account)
         assert len(live_tunnels(admin, account)) == count
@@ -198,8 +189,10 @@ def test_5xx_and_dropped_connections_are_retried_without_duplicates(
         wait_all_gone(controlplane, namespace, timeout=120)
         assert live_tunnels(admin, account) == []
         assert stored_services(admin, account) == []
-        records = admin.requests(account_id=account, since_seq=since)
-        assert sum(r["status"] == faulted for r in records) > 2 * count, "the faults hit"
+        statuses = Counter(r["status"] for r in admin.requests(account_id=account, since_seq=since))
+        assert statuses[503] >= 5, f"the outage was not seen: {statuses}"
+        assert statuses[502] > 0, f"no 502 was answered: {statuses}"
+        assert statuses[0] > 0, f"no connection was dropped: {statuses}"
         assert_no_token_leak(controlplane, namespace, {"operator log": operator.log_text()}, tokens)
     finally:
         admin.clear_faults()
@@ -465,10 +458,25 @@ def test_operator_keeps_working_across_an_apiserver_restart(
     wait_converged(controlplane, fault_namespace, admin, account, 2, timeout=90)
     private_pid, session_pid = process.pid, operator.pid
 
+    # A Tunnel is being created when the apiserver goes away: its (slowed down) Cloudflare
+    # create returns during the outage, so the rest of that run fails on Kubernetes.
+    admin.set_faults(latency_ms=2500, operations=["tunnels.create"], account_id=account)
+    apply(controlplane, tunnel_manifest(fault_namespace, "during-restart", account_id=account))
+    wait_for(
+        lambda: (
+            get_object(controlplane, TUNNELS, fault_namespace, "during-restart").get("status") or {}
+        ).get("tunnelName"),
+        timeout=30,
+        what="the create of the Tunnel to start",
+    )
     # The session's control plane, shared by every test: restarted once, here, and healthy
     # again before anything else runs (restart_apiserver waits for /readyz).
-    controlplane.restart_apiserver()
+    try:
+        controlplane.restart_apiserver()
+    finally:
+        admin.clear_faults()
     assert controlplane.kubectl("get", "--raw=/readyz").stdout.strip() == "ok"
+    restarted = time.monotonic()
 
     # Changes made after the restart reach the Deployment, Cloudflare and a new object.
     controlplane.kubectl(
@@ -502,9 +510,13 @@ def test_operator_keeps_working_across_an_apiserver_restart(
         return bool(deployment.get("spec", {}).get("replicas") == 2 and ports == [9090])
 
     wait_for(reconciled, timeout=90, what="the changes made after the restart", interval=1)
-    wait_converged(controlplane, fault_namespace, admin, account, 3, timeout=90)
+    wait_converged(controlplane, fault_namespace, admin, account, 4, timeout=90)
+    converged_after = time.monotonic() - restarted
+    # A run cut short by the outage is retried as an outage (seconds), not as a crash of the
+    # handler (Kopf's one-minute default backoff).
+    assert converged_after < 45, f"converged {converged_after:.0f}s after the apiserver was back"
     assert_no_duplicates(admin, account)
-    assert len(live_tunnels(admin, account)) == 2
+    assert len(live_tunnels(admin, account)) == 3
 
     # The session operator reconnected too: a Tunnel in its namespaces gets its tunnel.
     apply(

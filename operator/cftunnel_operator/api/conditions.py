@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, field_validator
 
@@ -22,6 +22,7 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "Reason",
+    "StatusWithConditions",
     "condition_status",
     "find_condition",
     "format_time",
@@ -176,3 +177,15 @@ def set_condition(
     if previous is None:
         return [*conditions, updated]
     return [updated if condition.type == new.type else condition for condition in conditions]
+
+
+class StatusWithConditions(CRDModel):
+    """The part every status shares: a list of conditions, updated the Kubernetes way."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+
+    def with_condition(self, condition: Condition, now: datetime) -> Self:
+        """A copy with ``condition`` set (see ``set_condition`` for the transition time)."""
+        return self.model_copy(
+            update={"conditions": set_condition(self.conditions, condition, now)}
+        )

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator
 
 from cftunnel_operator.api._base import CRDModel
 from cftunnel_operator.api.common import CloudflareRef, DeletionPolicy
-from cftunnel_operator.api.conditions import Condition, set_condition
+from cftunnel_operator.api.conditions import StatusWithConditions
 from cftunnel_operator.api.names import default_object_name
 
 __all__ = [
@@ -179,7 +178,7 @@ class TunnelSpec(CRDModel):
         return self.tunnel_name or default_object_name(namespace, name, prefix)
 
 
-class TunnelStatus(CRDModel):
+class TunnelStatus(StatusWithConditions):
     """``Tunnel.status``, as the operator writes it."""
 
     observed_generation: int | None = None
@@ -193,10 +192,3 @@ class TunnelStatus(CRDModel):
     connectors: int | None = None
     replicas: int | None = None
     ready_replicas: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-
-    def with_condition(self, condition: Condition, now: datetime) -> TunnelStatus:
-        """A copy with ``condition`` set (see ``set_condition`` for the transition time)."""
-        return self.model_copy(
-            update={"conditions": set_condition(self.conditions, condition, now)}
-        )

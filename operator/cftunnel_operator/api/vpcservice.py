@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from cftunnel_operator.api._base import CRDModel
 from cftunnel_operator.api.common import CloudflareRef, DeletionPolicy
-from cftunnel_operator.api.conditions import Condition, set_condition
+from cftunnel_operator.api.conditions import StatusWithConditions
 from cftunnel_operator.api.names import default_object_name
 
 __all__ = [
@@ -175,7 +174,7 @@ class VPCServiceSpec(CRDModel):
         return self.binding_name or derive_binding_name(name)
 
 
-class VPCServiceStatus(CRDModel):
+class VPCServiceStatus(StatusWithConditions):
     """``VPCService.status``, as the operator writes it."""
 
     observed_generation: int | None = None
@@ -185,10 +184,3 @@ class VPCServiceStatus(CRDModel):
     account_id: str | None = None
     binding: str | None = None
     """``worker_binding(...)`` of the service, once it exists."""
-    conditions: list[Condition] = Field(default_factory=list)
-
-    def with_condition(self, condition: Condition, now: datetime) -> VPCServiceStatus:
-        """A copy with ``condition`` set (see ``set_condition`` for the transition time)."""
-        return self.model_copy(
-            update={"conditions": set_condition(self.conditions, condition, now)}
-        )

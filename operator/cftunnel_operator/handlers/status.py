@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from cftunnel_operator.reconcile.tunnel import Event
+from cftunnel_operator.reconcile.outcome import Event
 
 __all__ = ["post_events", "status_changes"]
 

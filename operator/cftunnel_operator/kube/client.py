@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -122,7 +123,9 @@ class KubeApi:
                 data = response.read()  # type: ignore[no-untyped-call]
             except ApiException as error:
                 raise _translate(int(error.status or 0), str(error.reason), error.body) from None
-            except OSError as error:
+            except (OSError, urllib3.exceptions.HTTPError) as error:
+                # urllib3 wraps refused, reset and timed-out connections in its own errors
+                # (MaxRetryError, ProtocolError, ...), which are not OSErrors.
                 raise KubeError(0, "TransportError", str(error)) from None
             if response.status >= 400:
                 raise _translate(response.status, str(response.reason), data)

@@ -21,13 +21,14 @@ from typing import Any
 from pydantic import SecretStr
 
 from cftunnel_operator.api import names
-from cftunnel_operator.api.conditions import Condition, ConditionType, Reason
+from cftunnel_operator.api.conditions import ConditionType, Reason
 from cftunnel_operator.api.tunnel import TunnelSpec, TunnelStatus
 from cftunnel_operator.cloudflare import CloudflareError, NotFoundError, Tunnel
 from cftunnel_operator.kube import children, guards
 from cftunnel_operator.kube.client import JSON, KubeError, resource_type
 from cftunnel_operator.reconcile.context import ReconcileContext
 from cftunnel_operator.reconcile.credentials import Credentials, resolve_credentials
+from cftunnel_operator.reconcile.outcome import Event, StatusBuilder
 from cftunnel_operator.reconcile.problems import (
     RETRY_OUTAGE,
     RETRY_WAITING,
@@ -69,15 +70,6 @@ class Mode(Enum):
     """Create, resume, periodic check, or a spec change that concerns Cloudflare."""
     KUBE_ONLY = "kube-only"
     """A change of the connector settings, or of a child: no Cloudflare call is needed."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the object (only at transitions a user must know)."""
-
-    type: str  # "Normal" or "Warning"
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -138,49 +130,11 @@ def _applied_hash(observed: Mapping[str, Any] | None) -> str | None:
     return str(value) if value is not None else None
 
 
-class _Status:
-    """Accumulates condition changes and the events their transitions deserve."""
-
-    def __init__(self, ctx: ReconcileContext, status: TunnelStatus, generation: int) -> None:
-        self.ctx = ctx
-        self.status = status
-        self.generation = generation
-        self.events: list[Event] = []
-
-    def set(
-        self,
-        type_: ConditionType,
-        ok: bool,
-        reason: Reason,
-        message: str,
-        *,
-        warn: bool = False,
-        abnormal_true: bool = False,
-    ) -> None:
-        previous = next((c for c in self.status.conditions if c.type == type_), None)
-        value = "True" if ok else "False"
-        condition = Condition(
-            type=type_,
-            status=value,
-            reason=reason,
-            message=message,
-            observed_generation=self.generation,
-        )
-        changed = previous is None or (previous.status, previous.reason) != (value, str(reason))
-        self.status = self.status.with_condition(condition, self.ctx.now())
-        bad = (value == "True") if abnormal_true else (value == "False")
-        if changed and warn and bad:
-            self.events.append(Event("Warning", reason, message))
-
-    def update(self, **fields: Any) -> None:
-        self.status = self.status.model_copy(update=fields)
-
-
 async def reconcile_tunnel(
     ctx: ReconcileContext, tunnel: TunnelObject, mode: Mode = Mode.FULL
 ) -> TunnelOutcome:
     """Bring Cloudflare and the children in line with the Tunnel's spec; report in status."""
-    state = _Status(ctx, tunnel.status, tunnel.generation)
+    state = StatusBuilder(ctx, tunnel.status, tunnel.generation)
     if mode is Mode.KUBE_ONLY and _cloudflare_inputs_changed(ctx, tunnel):
         mode = Mode.FULL
     try:
@@ -206,7 +160,7 @@ async def reconcile_tunnel(
     return await _refuse_http2_for_vpc_services(ctx, tunnel, state, outcome)
 
 
-def _carry_cloudflare_condition(state: _Status) -> None:
+def _carry_cloudflare_condition(state: StatusBuilder[TunnelStatus]) -> None:
     """A Kubernetes-only run leaves the Cloudflare side as it was: the last CloudflareSynced
     verdict holds for this generation too (the change did not concern Cloudflare)."""
     for condition in state.status.conditions:
@@ -238,7 +192,10 @@ def _cloudflare_inputs_changed(ctx: ReconcileContext, tunnel: TunnelObject) -> b
 
 
 async def _ensure_cloudflare_tunnel(
-    ctx: ReconcileContext, tunnel: TunnelObject, credentials: Credentials, state: _Status
+    ctx: ReconcileContext,
+    tunnel: TunnelObject,
+    credentials: Credentials,
+    state: StatusBuilder[TunnelStatus],
 ) -> SecretStr | None:
     """Find, adopt or create the Cloudflare tunnel; record its id in status.
 
@@ -410,7 +367,7 @@ async def _ensure_children(
     tunnel: TunnelObject,
     token_hash: str,
     replicas: int,
-    state: _Status,
+    state: StatusBuilder[TunnelStatus],
 ) -> JSON | None:
     image = tunnel.spec.connector.image or ctx.config.cloudflared_image
     desired = children.desired_deployment(
@@ -478,7 +435,9 @@ async def _list_optional(ctx: ReconcileContext, rtype: Any, namespace: str) -> l
         raise
 
 
-async def _check_autoscalers(ctx: ReconcileContext, tunnel: TunnelObject, state: _Status) -> None:
+async def _check_autoscalers(
+    ctx: ReconcileContext, tunnel: TunnelObject, state: StatusBuilder[TunnelStatus]
+) -> None:
     deployment_name = children.deployment_name(tunnel.name)
     try:
         conflicts = guards.autoscaler_conflicts(
@@ -518,7 +477,7 @@ def _conflict_reason(kind: str) -> Reason:
 
 
 def _summarize(
-    tunnel: TunnelObject, state: _Status, deployment: JSON | None, replicas: int
+    tunnel: TunnelObject, state: StatusBuilder[TunnelStatus], deployment: JSON | None, replicas: int
 ) -> TunnelOutcome:
     deployment_status = (deployment or {}).get("status") or {}
     ready = int(deployment_status.get("readyReplicas") or 0)
@@ -562,7 +521,10 @@ def _summarize(
 
 
 async def _refuse_http2_for_vpc_services(
-    ctx: ReconcileContext, tunnel: TunnelObject, state: _Status, outcome: TunnelOutcome
+    ctx: ReconcileContext,
+    tunnel: TunnelObject,
+    state: StatusBuilder[TunnelStatus],
+    outcome: TunnelOutcome,
 ) -> TunnelOutcome:
     """Workers VPC needs QUIC: a tunnel on http2 that VPCServices use is not Ready for them.
 
@@ -598,7 +560,7 @@ async def finalize_tunnel(
 ) -> TunnelOutcome:
     """Deletion: wait for VPCServices that use the tunnel, then (policy Delete) scale the
     connector to zero, drop its connections and delete the Cloudflare tunnel."""
-    state = _Status(ctx, tunnel.status, tunnel.generation)
+    state = StatusBuilder(ctx, tunnel.status, tunnel.generation)
     if referencing_services:
         listed = ", ".join(sorted(referencing_services))
         message = f"waiting for VPCServices that use this tunnel to be deleted first: {listed}"

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from cftunnel_operator.api import names
 from cftunnel_operator.api.common import CloudflareRef
-from cftunnel_operator.api.conditions import Condition, ConditionType, Reason, find_condition
+from cftunnel_operator.api.conditions import ConditionType, Reason, find_condition
 from cftunnel_operator.api.tunnel import TunnelSpec, TunnelStatus
 from cftunnel_operator.api.vpcservice import VPCServiceSpec, VPCServiceStatus, worker_binding
 from cftunnel_operator.cloudflare import (
@@ -39,8 +39,8 @@ from cftunnel_operator.cloudflare import VPCServiceSpec as ServiceRequest
 from cftunnel_operator.kube.client import KubeError, resource_type
 from cftunnel_operator.reconcile.context import ReconcileContext
 from cftunnel_operator.reconcile.credentials import Credentials, resolve_credentials
+from cftunnel_operator.reconcile.outcome import Event, StatusBuilder
 from cftunnel_operator.reconcile.problems import RETRY_OUTAGE, Problem, problem_from_cloudflare
-from cftunnel_operator.reconcile.tunnel import Event
 from cftunnel_operator.reconcile.vpcservice_body import desired_vpc_service
 
 __all__ = [
@@ -140,41 +140,11 @@ class ResolvedTunnel:
     """The Tunnel's namespace and account/token (for what the VPCService leaves out)."""
 
 
-class _Status:
-    """Accumulates condition changes and the events their transitions deserve."""
-
-    def __init__(self, ctx: ReconcileContext, status: VPCServiceStatus, generation: int) -> None:
-        self.ctx = ctx
-        self.status = status
-        self.generation = generation
-        self.events: list[Event] = []
-
-    def set(
-        self, type_: ConditionType, ok: bool, reason: Reason, message: str, *, warn: bool = False
-    ) -> None:
-        previous = find_condition(self.status.conditions, type_)
-        value = "True" if ok else "False"
-        condition = Condition(
-            type=type_,
-            status=value,
-            reason=reason,
-            message=message,
-            observed_generation=self.generation,
-        )
-        changed = previous is None or (previous.status, previous.reason) != (value, str(reason))
-        self.status = self.status.with_condition(condition, self.ctx.now())
-        if changed and warn and not ok:
-            self.events.append(Event("Warning", reason, message))
-
-    def update(self, **fields: Any) -> None:
-        self.status = self.status.model_copy(update=fields)
-
-
 async def reconcile_vpcservice(
     ctx: ReconcileContext, service: VPCServiceObject, sync: Sync = Sync.VERIFY
 ) -> VPCServiceOutcome:
     """Bring the Workers VPC service in line with the VPCService's spec; report in status."""
-    state = _Status(ctx, service.status, service.generation)
+    state = StatusBuilder(ctx, service.status, service.generation)
     try:
         resolved = await _resolve_tunnel(ctx, service)
         state.set(
@@ -408,7 +378,7 @@ async def _ensure_service(
     credentials: Credentials,
     desired: ServiceRequest,
     sync: Sync,
-    state: _Status,
+    state: StatusBuilder[VPCServiceStatus],
 ) -> str:
     """Create, replace or check the Workers VPC service; return its id."""
     client, account = credentials.client, credentials.account_id
@@ -463,7 +433,7 @@ async def _find_or_create(
     client: CloudflareClient,
     account: str,
     desired: ServiceRequest,
-    state: _Status,
+    state: StatusBuilder[VPCServiceStatus],
 ) -> VPCService:
     """Create the service; look it up by name first only when status shows an earlier try."""
     status = service.status
@@ -537,7 +507,7 @@ async def finalize_vpcservice(
 ) -> VPCServiceOutcome:
     """Deletion: with policy Delete, delete the Workers VPC service (gone already is done);
     with Retain, leave it on Cloudflare."""
-    state = _Status(ctx, service.status, service.generation)
+    state = StatusBuilder(ctx, service.status, service.generation)
     status = service.status
     refused = find_condition(status.conditions, ConditionType.TUNNEL_RESOLVED)
     wake = (
