@@ -67,6 +67,10 @@ class ReconcileContext:
     """(namespace, secret, key) -> token last read: lets a deletion finish when a namespace
     deletion removed the credentials Secret before the Tunnel."""
     periodic: PeriodicAllowance | None = None
+    creates_in_doubt: dict[str, float] = field(default_factory=dict)
+    """object uid -> monotonic time of a create whose answer was lost: Cloudflare may still
+    carry it out, so the object waits and then looks for what it made (VPC service names are
+    not unique on Cloudflare, so a repeated create would make a duplicate)."""
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,3 +88,9 @@ class ReconcileContext:
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
+        self.creates_in_doubt.pop(uid, None)
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long a create whose answer was lost may still be carried out by Cloudflare."""
+        return max(10.0, 3 * self.config.request_timeout_seconds)

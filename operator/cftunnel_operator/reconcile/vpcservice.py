@@ -16,6 +16,8 @@ a periodic check costs one read, plus a PUT or a create when it finds drift.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,7 +33,9 @@ from cftunnel_operator.api.vpcservice import VPCServiceSpec, VPCServiceStatus, w
 from cftunnel_operator.cloudflare import (
     CloudflareClient,
     CloudflareError,
+    CloudflareTransportError,
     NotFoundError,
+    ServerError,
     VPCService,
     vpc_service_drifted,
 )
@@ -435,16 +439,37 @@ async def _find_or_create(
     desired: ServiceRequest,
     state: StatusBuilder[VPCServiceStatus],
 ) -> VPCService:
-    """Create the service; look it up by name first only when status shows an earlier try."""
+    """Create the service; look it up by name first only when status shows an earlier try.
+
+    A create whose answer was lost puts the object in doubt: it waits until Cloudflare has
+    surely carried the create out (or not), then keeps one service of its name and deletes any
+    duplicate, so that no run ever repeats a create that may still land.
+    """
     status = service.status
     observed: VPCService | None = None
-    if status.service_id or status.service_name:
+    doubted_at = ctx.creates_in_doubt.get(service.uid)
+    if doubted_at is not None:
+        waited = time.monotonic() - doubted_at
+        if waited < ctx.settle_seconds:
+            raise Problem(
+                Reason.CLOUDFLARE_UNAVAILABLE,
+                f"the create of Workers VPC service {desired.name} got no answer; waiting for "
+                "Cloudflare to settle before looking for it (never creating it twice)",
+                retry_after=ctx.settle_seconds - waited,
+            )
+        observed = await _keep_one_named(client, account, desired, status.service_id, state)
+        ctx.creates_in_doubt.pop(service.uid, None)
+    elif status.service_id or status.service_name:
         observed = await client.find_vpc_service(account, desired.name, type=desired.type)
-        if observed is not None and vpc_service_drifted(desired, observed):
-            observed = await client.replace_vpc_service(account, observed.service_id, desired)
+    if observed is not None and vpc_service_drifted(desired, observed):
+        observed = await client.replace_vpc_service(account, observed.service_id, desired)
     if observed is None:
         await _record_create_intent(ctx, service, desired.name, account)
-        observed = await client.create_vpc_service(account, desired)
+        try:
+            observed = await client.create_vpc_service(account, desired)
+        except (CloudflareTransportError, ServerError):
+            ctx.creates_in_doubt[service.uid] = time.monotonic()
+            raise
         state.events.append(
             Event(
                 "Normal",
@@ -454,6 +479,39 @@ async def _find_or_create(
         )
     assert observed is not None
     return observed
+
+
+async def _keep_one_named(
+    client: CloudflareClient,
+    account: str,
+    desired: ServiceRequest,
+    recorded_id: str | None,
+    state: StatusBuilder[VPCServiceStatus],
+) -> VPCService | None:
+    """The one service named like ``desired`` (the recorded one, else the oldest); any other of
+    that name is a duplicate left by a create in doubt, and is deleted."""
+    named = [s for s in await client.list_vpc_services(account) if s.name == desired.name]
+    if not named:
+        return None
+    named.sort(
+        key=lambda s: (
+            s.service_id != recorded_id,
+            s.created_at.timestamp() if s.created_at else float("inf"),
+        )
+    )
+    kept, duplicates = named[0], named[1:]
+    for duplicate in duplicates:
+        with contextlib.suppress(NotFoundError):
+            await client.delete_vpc_service(account, duplicate.service_id)
+        state.events.append(
+            Event(
+                "Warning",
+                Reason.SERVICE_CREATED,
+                f"deleted duplicate Workers VPC service {duplicate.service_id} named "
+                f"{desired.name}, made by a create whose answer was lost; kept {kept.service_id}",
+            )
+        )
+    return kept
 
 
 async def _record_create_intent(
