@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ __all__ = [
     "max_in_window",
     "mismatches",
     "namespace_objects",
-    "private_namespace",
     "run_tokens",
     "statuses",
     "stored_services",
@@ -131,16 +129,6 @@ class EmulatorProcess:
             self._popen.kill()
             self._popen.wait(timeout=10)
         self._popen = None
-
-
-@contextmanager
-def private_namespace(cp: ControlPlane, name: str) -> Iterator[str]:
-    """A namespace created for one test and deleted (without waiting) afterwards."""
-    cp.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def fleet(

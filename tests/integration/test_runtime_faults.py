@@ -56,7 +56,6 @@ class Case:
     condition: str
     reason: str
     fix: Callable[[], None] = field(repr=False, default=lambda: None)
-    marks: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -64,9 +63,11 @@ class Observed:
     """What the scenario saw for one case."""
 
     failed: dict[str, Any] = field(default_factory=dict)
-    """The object when it reported the case's reason (empty if it never did)."""
+    """The object when its condition first turned False (empty if it never did)."""
     last: dict[str, Any] = field(default_factory=dict)
+    """The object as last read."""
     warning: dict[str, Any] = field(default_factory=dict)
+    """A Warning event with the reason the condition gave."""
     converged: bool = False
 
 
@@ -93,6 +94,17 @@ CASE_IDS = [
     "service-namespace-not-allowed",
     "service-missing-kubernetes-service",
 ]
+
+
+def poll(check: Callable[[], bool], *, timeout: float) -> bool:
+    """Call ``check`` every second until it is true or the deadline passes; the tests then
+    report, case by case, what was not reached."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
+    return True
 
 
 def _resource(kind: str) -> str:
@@ -318,9 +330,7 @@ def scenario(
                 )
         return all(seen.failed and seen.warning for seen in observed.values())
 
-    deadline = time.monotonic() + 75
-    while not all_failed() and time.monotonic() < deadline:
-        time.sleep(1)
+    poll(all_failed, timeout=75)
 
     # Fix: every object converges.
     for case in cases:
@@ -334,9 +344,7 @@ def scenario(
         return all(seen.converged for seen in observed.values())
 
     # Most fixes are noticed at the next retry of a user error (30 s).
-    deadline = time.monotonic() + 90
-    while not all_converged() and time.monotonic() < deadline:
-        time.sleep(1)
+    poll(all_converged, timeout=90)
 
     run_tokens = []
     for name in ("office", "guarded", "revoked", "revoked-in-use", "foreign", "adopts-gone"):

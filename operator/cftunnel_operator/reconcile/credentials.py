@@ -148,6 +148,17 @@ async def _verify(ctx: ReconcileContext, credentials: Credentials) -> None:
     key = (credentials.token_key, credentials.account_id)
     if ctx.verified_tokens.get(key, 0.0) > time.monotonic():
         return
+    # One check at a time per token and account: objects created together wait for the first
+    # answer instead of each spending a request of the token's budget on the same question.
+    async with ctx.lock(f"token-check:{key[0]}:{key[1]}"):
+        if ctx.verified_tokens.get(key, 0.0) > time.monotonic():
+            return
+        await _check_token(ctx, credentials, key)
+
+
+async def _check_token(
+    ctx: ReconcileContext, credentials: Credentials, key: tuple[str, str]
+) -> None:
     try:
         result = await credentials.client.verify_token(credentials.account_id)
     except (AuthenticationError, PermissionDeniedError) as error:
