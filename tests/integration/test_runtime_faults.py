@@ -42,7 +42,6 @@ pytestmark = pytest.mark.controlplane
 # call, which reads as a missing permission; the cached verification (an hour) is never
 # dropped on such a refusal, so the revocation itself is not reported. Remove the mark once a
 # 401/403 from a call makes the next run verify the token again.
-REVOKED_IN_USE = "a token revoked after it was verified is reported as PermissionDenied"
 
 
 @dataclass
@@ -82,9 +81,7 @@ class Scenario:
 
 CASE_IDS = [
     "tunnel-revoked-token",
-    pytest.param(
-        "tunnel-token-revoked-in-use", marks=pytest.mark.xfail(strict=True, reason=REVOKED_IN_USE)
-    ),
+    "tunnel-token-revoked-in-use",
     "tunnel-token-of-another-account",
     "tunnel-unknown-tunnel-id",
     "service-missing-secret",

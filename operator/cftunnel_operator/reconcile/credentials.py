@@ -188,3 +188,19 @@ async def _check_token(
 def forget_verification(ctx: ReconcileContext, credentials: Credentials) -> None:
     """Drop a cached check after Cloudflare refused the token, so the next run re-checks it."""
     ctx.verified_tokens.pop((credentials.token_key, credentials.account_id), None)
+
+
+async def recheck_after_refusal(
+    ctx: ReconcileContext, credentials: Credentials, problem: Problem
+) -> Problem:
+    """Cloudflare refused a call with credentials checked earlier: check the token again now,
+    so that a token revoked or expired while in use is reported as such (TokenInactive,
+    CredentialsInvalid) rather than as a missing permission."""
+    if problem.reason not in (Reason.CREDENTIALS_INVALID, Reason.PERMISSION_DENIED):
+        return problem
+    forget_verification(ctx, credentials)
+    try:
+        await _verify(ctx, credentials)
+    except Problem as cause:
+        return cause
+    return problem

@@ -20,8 +20,9 @@ from cftunnel_operator.cloudflare import (
     RateLimitedError,
     ServerError,
 )
+from cftunnel_operator.kube.client import KubeError
 
-__all__ = ["Problem", "problem_from_cloudflare"]
+__all__ = ["Problem", "problem_from_cloudflare", "problem_from_kube"]
 
 # Retry delays (seconds): user mistakes are re-checked slowly, outages sooner.
 RETRY_USER_ERROR = 30.0
@@ -76,3 +77,10 @@ def problem_from_cloudflare(error: CloudflareError, doing: str) -> Problem:
     if isinstance(error, CloudflareAPIError):
         return Problem(Reason.CLOUDFLARE_ERROR, detail, retry_after=RETRY_OUTAGE)
     return Problem(Reason.CLOUDFLARE_ERROR, detail, retry_after=RETRY_OUTAGE)
+
+
+def problem_from_kube(error: KubeError, doing: str) -> Problem:
+    """A Kubernetes API failure (apiserver restarting, a write refused): retried soon."""
+    return Problem(
+        Reason.PROGRESSING, f"{doing}: Kubernetes API error: {error}", retry_after=RETRY_OUTAGE
+    )

@@ -27,13 +27,18 @@ from cftunnel_operator.cloudflare import CloudflareError, NotFoundError, Tunnel
 from cftunnel_operator.kube import children, guards
 from cftunnel_operator.kube.client import JSON, KubeError, resource_type
 from cftunnel_operator.reconcile.context import ReconcileContext
-from cftunnel_operator.reconcile.credentials import Credentials, resolve_credentials
+from cftunnel_operator.reconcile.credentials import (
+    Credentials,
+    recheck_after_refusal,
+    resolve_credentials,
+)
 from cftunnel_operator.reconcile.outcome import Event, StatusBuilder
 from cftunnel_operator.reconcile.problems import (
     RETRY_OUTAGE,
     RETRY_WAITING,
     Problem,
     problem_from_cloudflare,
+    problem_from_kube,
 )
 from cftunnel_operator.reconcile.references import services_using_tunnel
 from cftunnel_operator.redaction import register_secret
@@ -137,17 +142,23 @@ async def reconcile_tunnel(
     state = StatusBuilder(ctx, tunnel.status, tunnel.generation)
     if mode is Mode.KUBE_ONLY and _cloudflare_inputs_changed(ctx, tunnel):
         mode = Mode.FULL
+    credentials: Credentials | None = None
     try:
-        credentials = await resolve_credentials(ctx, tunnel.namespace, tunnel.spec.cloudflare)
-        if mode is Mode.FULL or not tunnel.status.tunnel_id:
-            token = await _ensure_cloudflare_tunnel(ctx, tunnel, credentials, state)
-        else:
-            token = None
-            _carry_cloudflare_condition(state)
-        tunnel_id = state.status.tunnel_id
-        assert tunnel_id is not None  # set by _ensure_cloudflare_tunnel or earlier runs
-        token_hash = await _ensure_token_secret(ctx, tunnel, credentials, tunnel_id, token)
+        try:
+            credentials = await resolve_credentials(ctx, tunnel.namespace, tunnel.spec.cloudflare)
+            if mode is Mode.FULL or not tunnel.status.tunnel_id:
+                token = await _ensure_cloudflare_tunnel(ctx, tunnel, credentials, state)
+            else:
+                token = None
+                _carry_cloudflare_condition(state)
+            tunnel_id = state.status.tunnel_id
+            assert tunnel_id is not None  # set by _ensure_cloudflare_tunnel or earlier runs
+            token_hash = await _ensure_token_secret(ctx, tunnel, credentials, tunnel_id, token)
+        except KubeError as error:
+            raise problem_from_kube(error, f"Tunnel {tunnel.namespace}/{tunnel.name}") from None
     except Problem as problem:
+        if credentials is not None:
+            problem = await recheck_after_refusal(ctx, credentials, problem)
         state.set(problem.condition, False, problem.reason, problem.message, warn=True)
         state.set(ConditionType.READY, False, problem.reason, problem.message)
         state.update(observed_generation=tunnel.generation)

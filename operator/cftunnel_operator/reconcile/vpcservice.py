@@ -42,9 +42,18 @@ from cftunnel_operator.cloudflare import (
 from cftunnel_operator.cloudflare import VPCServiceSpec as ServiceRequest
 from cftunnel_operator.kube.client import KubeError, resource_type
 from cftunnel_operator.reconcile.context import ReconcileContext
-from cftunnel_operator.reconcile.credentials import Credentials, resolve_credentials
+from cftunnel_operator.reconcile.credentials import (
+    Credentials,
+    recheck_after_refusal,
+    resolve_credentials,
+)
 from cftunnel_operator.reconcile.outcome import Event, StatusBuilder
-from cftunnel_operator.reconcile.problems import RETRY_OUTAGE, Problem, problem_from_cloudflare
+from cftunnel_operator.reconcile.problems import (
+    RETRY_OUTAGE,
+    Problem,
+    problem_from_cloudflare,
+    problem_from_kube,
+)
 from cftunnel_operator.reconcile.vpcservice_body import desired_vpc_service
 
 __all__ = [
@@ -149,20 +158,31 @@ async def reconcile_vpcservice(
 ) -> VPCServiceOutcome:
     """Bring the Workers VPC service in line with the VPCService's spec; report in status."""
     state = StatusBuilder(ctx, service.status, service.generation)
+    credentials: Credentials | None = None
     try:
-        resolved = await _resolve_tunnel(ctx, service)
-        state.set(
-            ConditionType.TUNNEL_RESOLVED,
-            True,
-            Reason.RESOLVED,
-            f"{resolved.description} has tunnel id {resolved.tunnel_id}",
-        )
-        desired = await _desired(ctx, service, resolved)
-        credentials = await resolve_credentials(
-            ctx, service.namespace, service.spec.cloudflare, fallback=resolved.credentials_fallback
-        )
-        service_id = await _ensure_service(ctx, service, credentials, desired, sync, state)
+        try:
+            resolved = await _resolve_tunnel(ctx, service)
+            state.set(
+                ConditionType.TUNNEL_RESOLVED,
+                True,
+                Reason.RESOLVED,
+                f"{resolved.description} has tunnel id {resolved.tunnel_id}",
+            )
+            desired = await _desired(ctx, service, resolved)
+            credentials = await resolve_credentials(
+                ctx,
+                service.namespace,
+                service.spec.cloudflare,
+                fallback=resolved.credentials_fallback,
+            )
+            service_id = await _ensure_service(ctx, service, credentials, desired, sync, state)
+        except KubeError as error:
+            raise problem_from_kube(
+                error, f"VPCService {service.namespace}/{service.name}"
+            ) from None
     except Problem as problem:
+        if credentials is not None:
+            problem = await recheck_after_refusal(ctx, credentials, problem)
         state.set(problem.condition, False, problem.reason, problem.message, warn=True)
         state.set(ConditionType.READY, False, problem.reason, problem.message)
         state.update(observed_generation=service.generation)
@@ -467,8 +487,10 @@ async def _find_or_create(
         await _record_create_intent(ctx, service, desired.name, account)
         try:
             observed = await client.create_vpc_service(account, desired)
-        except (CloudflareTransportError, ServerError):
-            ctx.creates_in_doubt[service.uid] = time.monotonic()
+        except (CloudflareTransportError, ServerError) as error:
+            # A connection that never opened carried no request: nothing can land later.
+            if getattr(error, "request_sent", True):
+                ctx.creates_in_doubt[service.uid] = time.monotonic()
             raise
         state.events.append(
             Event(
