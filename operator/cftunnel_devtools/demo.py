@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cftunnel_devtools.controlplane import ControlPlane, free_port, repo_root, wait_until
-from cftunnel_devtools.processes import OperatorProcess
+from cftunnel_devtools.processes import EmulatorProcess, OperatorProcess
 
 __all__ = ["main"]
 
@@ -32,59 +31,6 @@ DEMO_ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-class EmulatorProcess:
-    """The Cloudflare API emulator as a child process."""
-
-    def __init__(self, port: int, account: str, token: str, log_path: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/client/v4"
-        log = log_path.open("ab")
-        self._popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cloudflare_emulator",
-                "--port",
-                str(port),
-                "--account",
-                account,
-                "--token",
-                token,
-                "--auto-connect",
-                "2",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        import urllib.error
-        import urllib.request
-
-        def ready() -> bool:
-            if self._popen.poll() is not None:
-                raise RuntimeError("the Cloudflare emulator exited early")
-            try:
-                url = f"http://127.0.0.1:{self.port}/__emulator/health"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    return bool(response.status == 200)
-            except (OSError, urllib.error.HTTPError):
-                return False
-
-        wait_until(ready, timeout=timeout, what="the Cloudflare emulator")
-
-    def stop(self) -> None:
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
 
 
 def run_demo(*, keep: bool, work_dir: Path, plane: ControlPlane | None = None) -> int:
@@ -209,10 +155,16 @@ def _demo_on(plane: ControlPlane, *, keep: bool, work_dir: Path) -> int:
     root = repo_root()
     namespaces = demo_namespaces(root)
     token = secrets.token_urlsafe(32)
-    emulator = EmulatorProcess(free_port(), DEMO_ACCOUNT, token, work_dir / "emulator.log")
+    # The emulator's simulated connectors attach to every new tunnel, standing in for
+    # cloudflared (the kwok pods run no process).
+    emulator = EmulatorProcess(
+        log_path=work_dir / "emulator.log",
+        accounts=[(DEMO_ACCOUNT, token)],
+        extra_args=["--auto-connect", "2"],
+    )
     operator: OperatorProcess | None = None
     try:
-        emulator.wait_ready()
+        emulator.start()
         say(f"Cloudflare API emulator ready: {emulator.url}")
         _install_crds(plane, root)
         operator = _start_operator(plane, emulator, token, namespaces, work_dir)

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cftunnel_devtools.controlplane import ControlPlane, free_port
+from cftunnel_devtools.controlplane import ControlPlane
+from cftunnel_devtools.processes import EmulatorProcess
 from cftunnel_devtools.testing import (
     condition,
     token_secret,
@@ -53,82 +49,6 @@ __all__ = [
 TUNNELS = "tunnels.cftunnel.dev"
 VPCSERVICES = "vpcservices.cftunnel.dev"
 MANAGED_BY = "app.kubernetes.io/managed-by=cftunnel-operator"
-
-
-@dataclass
-class EmulatorProcess:
-    """``python -m cloudflare_emulator`` on a fixed port with a state file.
-
-    The port stays the same across restarts, so an operator pointed at ``url`` reaches the
-    restarted emulator without being reconfigured. ``accounts`` are ``(account id, token)``
-    pairs seeded at every start (the state file keeps only digests of tokens).
-    """
-
-    state_file: Path
-    log_path: Path
-    accounts: Sequence[tuple[str, str]]
-    port: int = field(default_factory=free_port)
-    _popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/client/v4"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/__emulator"
-
-    @property
-    def running(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
-
-    def admin(self) -> Any:
-        """A ``cloudflare_emulator.AdminClient`` for this emulator (close it when done)."""
-        from cloudflare_emulator import AdminClient
-
-        return AdminClient(self.admin_url)
-
-    def start(self, *, timeout: float = 30) -> None:
-        """Start and wait until the admin API answers."""
-        if self.running:
-            return
-        args = [sys.executable, "-m", "cloudflare_emulator", "--port", str(self.port)]
-        args += ["--state-file", str(self.state_file)]
-        for account_id, token in self.accounts:
-            args += ["--account", account_id, "--token", token]
-        with self.log_path.open("ab") as log:
-            self._popen = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        admin = self.admin()
-        try:
-            admin.wait_ready(timeout)
-        finally:
-            admin.close()
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM: the emulator saves its state and exits."""
-        if self._popen is None:
-            return
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait(timeout=10)
-        self._popen = None
-
-    def kill(self) -> None:
-        """SIGKILL: the changes of its last moments (state is written within 0.2 s) may be lost."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
-            self._popen.wait(timeout=10)
-        self._popen = None
 
 
 def fleet(
