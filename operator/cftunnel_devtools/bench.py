@@ -540,11 +540,17 @@ class Bench:
                     records = admin.requests()
                 self._analyse(records, plane.audit_log, samplers[0], samplers[1])
             finally:
-                for sampler in samplers:
-                    sampler.stop()
-                if operator is not None:
-                    operator.stop()
-                emulator.stop()
+                # A second Ctrl-C must not leave the children running: finish the clean-up.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    for sampler in samplers:
+                        sampler.stop()
+                    if operator is not None:
+                        operator.stop()
+                    emulator.stop()
+                    plane.stop()
+                finally:
+                    signal.signal(signal.SIGINT, previous)
         return self.result
 
     def _create_phase(self, plane: ControlPlane, api: Any, admin: Any) -> None:
@@ -1133,8 +1139,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # SIGTERM (a CI timeout, kill) stops everything the benchmark started, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.tunnels < 1 or args.services < 0 or args.rate_limit < 2 or args.rate_window <= 0:
         print("need --tunnels >= 1, --services >= 0, --rate-limit >= 2, --rate-window > 0")
         return 2

@@ -16,6 +16,7 @@ from cftunnel_devtools.testing import (
     apply,
     token_secret,
     tunnel_manifest,
+    vpcservice_manifest,
     wait_for,
     wait_for_condition,
 )
@@ -23,6 +24,7 @@ from cftunnel_devtools.testing import (
 pytestmark = pytest.mark.controlplane
 
 TUNNELS = "tunnels.cftunnel.dev"
+VPCSERVICES = "vpcservices.cftunnel.dev"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -49,14 +51,14 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
-def watched_tunnels(cp: ControlPlane) -> int:
-    """Tunnels in the namespaces the session operator watches (``t-*``)."""
-    out = cp.kubectl("get", TUNNELS, "-A", "-o", "json").stdout
+def watched(cp: ControlPlane, resource: str) -> int:
+    """Objects in the namespaces the session operator watches (``t-*``)."""
+    out = cp.kubectl("get", resource, "-A", "-o", "json").stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return sum(1 for item in items if item["metadata"]["namespace"].startswith("t-"))
 
 
-def test_metrics_count_a_tunnel_from_create_to_delete(
+def test_metrics_count_a_tunnel_and_a_vpcservice_from_create_to_delete(
     controlplane: ControlPlane, namespace: str, cf_account: Any, operator: OperatorProcess
 ) -> None:
     _, before = scrape(operator)
@@ -64,14 +66,22 @@ def test_metrics_count_a_tunnel_from_create_to_delete(
         controlplane,
         token_secret(namespace, cf_account.token),
         tunnel_manifest(namespace, "office", account_id=cf_account.account_id),
+        vpcservice_manifest(
+            namespace, "db", tunnelRef={"name": "office"}, host={"ipv4": "10.0.0.5"}
+        ),
     )
     wait_for_condition(controlplane, TUNNELS, namespace, "office", "Ready", timeout=90)
+    wait_for_condition(controlplane, VPCSERVICES, namespace, "db", "Ready", timeout=60)
 
     def ready_counted() -> Samples | None:
         _, samples = scrape(operator)
-        return samples if sample(samples, "cftunnel_objects", kind="Tunnel", ready="True") else None
+        both = all(
+            sample(samples, "cftunnel_objects", kind=kind, ready="True")
+            for kind in ("Tunnel", "VPCService")
+        )
+        return samples if both else None
 
-    after = wait_for(ready_counted, timeout=30, what="the Ready Tunnel in cftunnel_objects")
+    after = wait_for(ready_counted, timeout=30, what="the Ready objects in cftunnel_objects")
     text, _ = scrape(operator)
 
     def grew(name: str, **labels: str) -> float:
@@ -79,8 +89,10 @@ def test_metrics_count_a_tunnel_from_create_to_delete(
 
     assert grew("cftunnel_cloudflare_requests_total", operation="tunnels.create", status="200") >= 1
     assert grew("cftunnel_cloudflare_request_duration_seconds_count", operation="tunnels.create")
-    assert grew("cftunnel_reconcile_total", kind="Tunnel", result="ok") >= 1
-    assert grew("cftunnel_reconcile_duration_seconds_count", kind="Tunnel") >= 1
+    assert grew("cftunnel_cloudflare_requests_total", operation="vpc_services.create", status="200")
+    for kind in ("Tunnel", "VPCService"):
+        assert grew("cftunnel_reconcile_total", kind=kind, result="ok") >= 1
+        assert grew("cftunnel_reconcile_duration_seconds_count", kind=kind) >= 1
     assert grew("cftunnel_kubernetes_writes_total") >= 2  # the token Secret and the Deployment
     label = hashlib.sha256(cf_account.token.encode()).hexdigest()[:12]
     limit = sample(after, "cftunnel_cloudflare_rate_budget_limit", token=label)
@@ -95,13 +107,17 @@ def test_metrics_count_a_tunnel_from_create_to_delete(
     assert cf_account.token not in text
     assert hashlib.sha256(cf_account.token.encode()).hexdigest() not in text
 
+    controlplane.kubectl("delete", VPCSERVICES, "db", "-n", namespace, "--wait=true")
     controlplane.kubectl("delete", TUNNELS, "office", "-n", namespace, "--wait=true")
 
     def gauge_matches_cluster() -> bool:
         _, samples = scrape(operator)
-        return total(samples, "cftunnel_objects", kind="Tunnel") == watched_tunnels(controlplane)
+        return all(
+            total(samples, "cftunnel_objects", kind=kind) == watched(controlplane, resource)
+            for kind, resource in (("Tunnel", TUNNELS), ("VPCService", VPCSERVICES))
+        )
 
-    wait_for(gauge_matches_cluster, timeout=30, what="cftunnel_objects to drop the deleted Tunnel")
+    wait_for(gauge_matches_cluster, timeout=30, what="cftunnel_objects to drop deleted objects")
 
 
 def test_json_log_lines_name_the_object_even_from_the_cloudflare_client(

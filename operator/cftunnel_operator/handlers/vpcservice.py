@@ -20,6 +20,7 @@ from cftunnel_operator.api import names
 from cftunnel_operator.config import OperatorConfig
 from cftunnel_operator.handlers import tunnel as tunnel_handlers
 from cftunnel_operator.handlers.memo import OperatorMemo
+from cftunnel_operator.handlers.metrics import metered
 from cftunnel_operator.handlers.status import post_events, status_changes
 from cftunnel_operator.kube.client import resource_type
 from cftunnel_operator.reconcile.vpcservice import (
@@ -73,7 +74,9 @@ async def reconcile_by_name(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         service = VPCServiceObject.from_body(body)
-        outcome = await reconcile_vpcservice(ctx, service, sync)
+        outcome = await metered(
+            memo, names.VPCSERVICE_KIND, reconcile_vpcservice(ctx, service, sync)
+        )
         changes = status_changes(body.get("status"), outcome.status.to_body())
         if changes:
             await ctx.kube.merge_patch(
@@ -147,7 +150,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             fresh = await memo.ctx.kube.get_or_none(VPCSERVICE, meta["namespace"], meta["name"])
             current = fresh if fresh is not None else body
             service = VPCServiceObject.from_body(current)
-            outcome = await finalize_vpcservice(memo.ctx, service)
+            outcome = await metered(
+                memo, names.VPCSERVICE_KIND, finalize_vpcservice(memo.ctx, service)
+            )
         for key, value in status_changes(current.get("status"), outcome.status.to_body()).items():
             patch.status[key] = value
         post_events(body, outcome.events)
