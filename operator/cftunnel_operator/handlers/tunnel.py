@@ -89,11 +89,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.resume(*kind, registry=registry, id="tunnel-resume")
     @kopf.on.create(*kind, registry=registry, id="tunnel")
     async def tunnel_created(
-        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, retry: int, **_: Any
+        body: kopf.Body, patch: kopf.Patch, memo: OperatorMemo, **_: Any
     ) -> None:
-        # A retry only waits for the connector: Kubernetes is enough once the tunnel exists
-        # (reconcile goes back to a full run when the tunnel has no id yet).
-        await _reconcile_body(memo, body, patch, Mode.KUBE_ONLY if retry else Mode.FULL)
+        await _reconcile_body(memo, body, patch, Mode.FULL)
 
     @kopf.on.update(*kind, registry=registry, id="tunnel-update")
     async def tunnel_updated(

@@ -527,9 +527,8 @@ def _summarize(
         return TunnelOutcome(state.status, state.events, None, "ready")
     message = f"waiting for cloudflared: {ready}/{replicas} replicas ready"
     state.set(ConditionType.READY, False, Reason.PROGRESSING, message)
-    # Deployment changes wake the Tunnel up through the child watch, but one that lands while
-    # this run holds the Tunnel's lock is not seen again: look again soon until available.
-    return TunnelOutcome(state.status, state.events, RETRY_OUTAGE, message)
+    # Deployment changes wake the Tunnel up through the child watch; the retry is a backstop.
+    return TunnelOutcome(state.status, state.events, None, message)
 
 
 async def _refuse_http2_for_vpc_services(
