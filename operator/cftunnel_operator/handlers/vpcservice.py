@@ -42,7 +42,6 @@ INDEX = "vpcservices_by_tunnel"
 WAKE_CONCURRENCY = 8
 # Last seen fingerprint per Tunnel (namespace, name), to wake its VPCServices only on changes
 # that matter to them and not on every connector readiness update.
-_WAKE_TASKS = "vpcservice-wake-tasks"
 _TUNNEL_FINGERPRINTS = "tunnel_fingerprints"
 
 
@@ -190,22 +189,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             async with limit:
                 await reconcile_by_name(memo, namespace, name, Sync.CHANGES)
 
-        async def wake_all() -> None:
-            results = await asyncio.gather(*(wake(*u) for u in users), return_exceptions=True)
-            for (namespace, name), result in zip(users, results, strict=True):
-                if isinstance(result, Exception):
-                    # Its own handlers retry it; this wake-up only made it sooner.
-                    logger.warning(
-                        "could not reconcile VPCService %s/%s after its Tunnel changed: %s",
-                        namespace,
-                        name,
-                        result,
-                    )
-
-        # In the background: a wake-up may wait for the rate budget, and holding this watch
-        # handler meanwhile would stall the Tunnel's own Kopf worker (and make Kopf mistake a
-        # stale event for the result of the Tunnel's create handler).
-        pending: set[asyncio.Task[None]] = memo.extras.setdefault(_WAKE_TASKS, set())
-        task = asyncio.create_task(wake_all())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        results = await asyncio.gather(*(wake(*user) for user in users), return_exceptions=True)
+        for (namespace, name), result in zip(users, results, strict=True):
+            if isinstance(result, Exception):
+                # Its own handlers retry it; this wake-up only made it sooner.
+                logger.warning(
+                    "could not reconcile VPCService %s/%s after its Tunnel changed: %s",
+                    namespace,
+                    name,
+                    result,
+                )
