@@ -22,6 +22,22 @@ from cftunnel_devtools.controlplane import free_port
 __all__ = ["EmulatorProcess", "OperatorProcess"]
 
 
+def terminate(popen: subprocess.Popen[bytes] | None, timeout: float | None) -> None:
+    """Stop a child: SIGTERM and up to ``timeout`` seconds of grace, then SIGKILL
+    (``timeout=None``: SIGKILL at once, as a crash would)."""
+    if popen is None or popen.poll() is not None:
+        return
+    if timeout is not None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    popen.kill()
+    popen.wait(timeout=10)
+
+
 @dataclass
 class OperatorProcess:
     """One operator process; ``start``/``stop``/``kill`` can be called repeatedly."""
@@ -75,22 +91,12 @@ class OperatorProcess:
 
     def stop(self, timeout: float = 30) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
-        if self._popen is None:
-            return
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait(timeout=10)
+        terminate(self._popen, timeout)
         self._popen = None
 
     def kill(self) -> None:
         """SIGKILL: the operator gets no chance to clean up (crash tests)."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
-            self._popen.wait(timeout=10)
+        terminate(self._popen, None)
         self._popen = None
 
     def log_text(self) -> str:
@@ -164,20 +170,10 @@ class EmulatorProcess:
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM: the emulator saves its state and exits."""
-        if self._popen is None:
-            return
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait(timeout=10)
+        terminate(self._popen, timeout)
         self._popen = None
 
     def kill(self) -> None:
         """SIGKILL: the changes of its last moments (state is written within 0.2 s) may be lost."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
-            self._popen.wait(timeout=10)
+        terminate(self._popen, None)
         self._popen = None
